@@ -1,0 +1,88 @@
+# estafeta.postfix: one entry point for development, tests and the demo.
+#
+#   make demo    converge a complete mail server into a local Debian container and prove it works
+#   make test    lint + sanity + unit + molecule (installs everything it needs on a fresh machine)
+#
+# Everything installs itself: the Python virtualenv (.venv), a Docker engine and the local
+# Debian images (scripts/container-engine.sh), the Postfix binaries the unit tests run.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+BIN := $(VENV)/bin
+STAGE := $(ROOT)/scripts/stage.sh
+export ANSIBLE_COLLECTIONS_PATH := $(ROOT)/.cache/collections:$(VENV)/lib/python3.11/site-packages
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+export PATH := $(BIN):$(PATH)
+export ESTAFETA_STAGE_LOG ?= $(ROOT)/.cache/stages.$(shell date +%s%N)
+# Scenarios to run (default: all); e.g. make molecule SCENARIOS="base tls"
+SCENARIOS ?=
+# Scenarios run in parallel by `make molecule`
+MOLECULE_JOBS ?= 2
+
+.PHONY: help test demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean
+
+help:
+	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
+
+test:
+	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) host-deps $(MAKE) --no-print-directory host-deps
+	@$(STAGE) images $(MAKE) --no-print-directory images
+	@$(STAGE) lint $(MAKE) --no-print-directory lint
+	@$(STAGE) build $(MAKE) --no-print-directory build
+	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
+	@$(STAGE) unit $(MAKE) --no-print-directory unit
+	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
+	@$(STAGE) --summary
+
+demo:
+	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) images $(MAKE) --no-print-directory images
+	@$(STAGE) demo $(BIN)/ansible-playbook -i $(ROOT)/playbooks/inventories/demo/hosts.yml $(ROOT)/playbooks/demo.yml
+	@$(STAGE) --summary
+
+demo-clean:
+	$(BIN)/ansible-playbook -i $(ROOT)/playbooks/inventories/demo/hosts.yml $(ROOT)/playbooks/demo.yml --tags demo_destroy
+
+venv: $(VENV)/.installed $(ROOT)/.cache/collections/ansible_collections/estafeta/postfix
+
+$(VENV)/.installed: $(ROOT)/tests/requirements.txt
+	@command -v python3 >/dev/null || { echo "python3 is missing: apt-get install python3 python3-venv"; exit 1; }
+	@python3 -m venv --help >/dev/null 2>&1 || { echo "python3 venv support is missing: apt-get install python3-venv"; exit 1; }
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r $(ROOT)/tests/requirements.txt
+	touch $@
+
+$(ROOT)/.cache/collections/ansible_collections/estafeta/postfix:
+	mkdir -p $(dir $@)
+	ln -sfn ../../../.. $@
+
+host-deps:
+	@$(ROOT)/scripts/host-deps.sh
+
+images:
+	@$(ROOT)/scripts/container-engine.sh images
+
+lint: venv
+	cd $(ROOT) && $(BIN)/ansible-lint --profile production
+	cd $(ROOT) && $(BIN)/python tests/check_docs.py
+
+sanity: venv
+	$(ROOT)/scripts/sanity.sh
+
+unit: venv
+	cd $(ROOT) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+
+molecule: venv
+	cd $(ROOT) && $(ROOT)/scripts/molecule-all.sh $(MOLECULE_JOBS) $(SCENARIOS)
+
+build: venv
+	rm -rf $(ROOT)/build && mkdir -p $(ROOT)/build
+	cd $(ROOT) && $(BIN)/ansible-galaxy collection build --force --output-path build >/dev/null
+	cd $(ROOT) && $(BIN)/python tests/check_build.py build/estafeta-postfix-*.tar.gz
+
+clean:
+	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
