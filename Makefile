@@ -21,7 +21,7 @@ SCENARIOS ?=
 # Scenarios run in parallel by `make molecule`
 MOLECULE_JOBS ?= 2
 
-.PHONY: help test demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean
+.PHONY: help test demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean bench-modules
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -86,3 +86,6 @@ build: venv
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
+
+bench-modules: venv host-deps
+	cd $(ROOT) && $(BIN)/python tests/bench/module_bench.py

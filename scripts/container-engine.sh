@@ -125,7 +125,17 @@ build_image() {
 
 ensure_images() {
     ensure_engine
-    mkdir -p "$CACHE/apt"
+    # Packages downloaded inside test containers are kept per distribution and shared by every
+    # scenario. As root the cache lives outside the checkout, so fresh clones (CI) reuse it too.
+    if [ ! -e "$CACHE/apt" ]; then
+        mkdir -p "$CACHE"
+        if [ "$(id -u)" = 0 ]; then
+            mkdir -p /var/cache/estafeta-apt
+            ln -s /var/cache/estafeta-apt "$CACHE/apt"
+        else
+            mkdir -p "$CACHE/apt"
+        fi
+    fi
     local pids=() suite
     for suite in $SUITES; do
         mkdir -p "$CACHE/apt/$suite/partial"

@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -69,6 +70,10 @@ def postfix_dir(tmp_path):
         main = os.path.join(POSTFIX_SHARE, 'main.cf.dist')
     shutil.copy(main, str(conf / 'main.cf'))
     shutil.copy(os.path.join(POSTFIX_SHARE, 'master.cf.dist'), str(conf / 'master.cf'))
+    # Postfix waits until a file it reads is a couple of seconds old: backdate the copies.
+    past = time.time() - 60
+    for name in ('main.cf', 'master.cf'):
+        os.utime(str(conf / name), (past, past))
     return str(conf)
 
 

@@ -1,0 +1,387 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) estafeta.postfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import time
+
+import pytest
+
+from ansible_collections.estafeta.postfix.plugins.module_utils import common
+from ansible_collections.estafeta.postfix.plugins.modules import postconf_set
+from ansible_collections.estafeta.postfix.tests.unit.conftest import postconf, snapshot
+
+SUBMISSION = 'submission inet n - y - - smtpd\n'
+
+
+def settle(config_dir):
+    """Backdate freshly written files: Postfix waits a few seconds before it reads a brand-new file."""
+    past = time.time() - 60
+    for name in ('main.cf', 'master.cf'):
+        os.utime(os.path.join(config_dir, name), (past, past))
+
+
+def values(config_dir):
+    """Explicitly set main.cf parameters, as postconf -n prints them."""
+    settle(config_dir)
+    result = {}
+    for line in postconf(config_dir, '-n').splitlines():
+        name, dummy, value = line.partition(' =')
+        result[name] = value.strip()
+    return result
+
+
+def overrides(config_dir, service):
+    settle(config_dir)
+    result = {}
+    for line in postconf(config_dir, '-P').splitlines():
+        key, dummy, value = line.partition(' =')
+        if key.startswith(service + '/'):
+            result[key[len(service) + 1:]] = value.strip()
+    return result
+
+
+def add_service(config_dir, line=SUBMISSION):
+    with open(os.path.join(config_dir, 'master.cf'), 'a') as f:
+        f.write(line)
+
+
+def four_steps(run_module, args):
+    """check mode -> changed, nothing written; real -> changed; both again -> unchanged."""
+    config_dir = args['config_dir']
+    before = snapshot(config_dir)
+    first = run_module(postconf_set, args, check_mode=True)
+    assert not first.get('failed'), first
+    assert first['changed'] is True
+    assert snapshot(config_dir) == before
+    real = run_module(postconf_set, args)
+    assert not real.get('failed'), real
+    assert real['changed'] is True
+    assert real['changes'] == first['changes']
+    again = run_module(postconf_set, args, check_mode=True)
+    assert again['changed'] is False, again
+    assert again['changes'] == []
+    last = run_module(postconf_set, args)
+    assert last['changed'] is False, last
+    return real
+
+
+@pytest.fixture
+def counter(monkeypatch):
+    """Count the commands the module runs (through ModuleRunner)."""
+    calls = []
+    original = common.ModuleRunner._run
+
+    def _run(self, args, data=None):
+        calls.append(list(args))
+        return original(self, args, data=data)
+
+    monkeypatch.setattr(common.ModuleRunner, '_run', _run)
+    return calls
+
+
+def test_single_parameter(run_module, postfix_dir):
+    result = four_steps(run_module, {'name': 'message_size_limit', 'value': 52428800, 'config_dir': postfix_dir})
+    assert result['changes'] == [{'name': 'message_size_limit', 'before': None, 'after': '52428800'}]
+    assert values(postfix_dir)['message_size_limit'] == '52428800'
+    # A different value is a change, with the previous one reported.
+    result = run_module(postconf_set, {'name': 'message_size_limit', 'value': '1024000', 'config_dir': postfix_dir})
+    assert result['changes'] == [{'name': 'message_size_limit', 'before': '52428800', 'after': '1024000'}]
+
+
+def test_boolean_and_empty_values(run_module, postfix_dir):
+    four_steps(run_module, {'params': {'smtpd_helo_required': True, 'biff': False, 'relay_domains': [],
+                                       'mydestination': ''}, 'config_dir': postfix_dir})
+    current = values(postfix_dir)
+    assert current['smtpd_helo_required'] == 'yes'
+    assert current['biff'] == 'no'
+    assert current['relay_domains'] == ''
+    assert current['mydestination'] == ''
+
+
+def test_batch_of_100_with_constant_commands(run_module, postfix_dir, counter):
+    defaults = {}
+    settle(postfix_dir)
+    for line in postconf(postfix_dir, '-d').splitlines():
+        name, dummy, value = line.partition(' = ')
+        if re.match(r'^\d+[smhdw]?$', value) and name.endswith(('_limit', '_timeout', '_time', '_size')):
+            defaults[name] = value
+    names = sorted(defaults)[:100]
+    assert len(names) == 100
+    params = dict((n, defaults[n]) for n in names)
+
+    run_module(postconf_set, {'name': 'message_size_limit', 'value': 1000, 'config_dir': postfix_dir})
+    single = len(counter)
+    del counter[:]
+
+    result = run_module(postconf_set, {'params': params, 'config_dir': postfix_dir})
+    assert result['changed'] is True, result
+    assert len(result['changes']) == 100
+    assert len(counter) == single
+    postconf_calls = [c for c in counter if os.path.basename(c[0]) == 'postconf']
+    assert len([c for c in postconf_calls if '-e' in c]) == 1
+    current = values(postfix_dir)
+    for name in names:
+        assert current[name] == params[name]
+
+    del counter[:]
+    assert run_module(postconf_set, {'params': params, 'config_dir': postfix_dir})['changed'] is False
+    assert len(counter) == 1
+
+    del counter[:]
+    result = run_module(postconf_set, {'params': params, 'state': 'absent', 'config_dir': postfix_dir})
+    assert result['changed'] is True
+    assert len([c for c in counter if '-X' in c]) == 1
+    assert not set(names) & set(values(postfix_dir))
+
+
+def test_lists(run_module, postfix_dir):
+    params = {
+        'mynetworks': ['127.0.0.0/8', '[::1]/128', '192.168.2.0/24'],
+        'smtpd_relay_restrictions': ['permit_mynetworks', 'permit_sasl_authenticated',
+                                     'check_client_access inline:{ 192.0.2.1=REJECT }', 'reject_unauth_destination'],
+    }
+    four_steps(run_module, {'params': params, 'config_dir': postfix_dir})
+    current = values(postfix_dir)
+    assert current['mynetworks'] == '127.0.0.0/8, [::1]/128, 192.168.2.0/24'
+    assert current['smtpd_relay_restrictions'] == ('permit_mynetworks, permit_sasl_authenticated, '
+                                                   'check_client_access inline:{ 192.0.2.1=REJECT }, '
+                                                   'reject_unauth_destination')
+
+
+def test_multiline_value_already_in_place(run_module, postfix_dir):
+    with open(os.path.join(postfix_dir, 'main.cf'), 'a') as f:
+        f.write('mynetworks = 127.0.0.0/8,\n    [::1]/128\n')
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': 'mynetworks', 'value': ['127.0.0.0/8', '[::1]/128'],
+                                       'config_dir': postfix_dir})
+    assert result['changed'] is False, result
+    assert snapshot(postfix_dir) == before
+
+
+def test_hash_in_value(run_module, postfix_dir):
+    banner = '$myhostname ESMTP #1 # not a comment'
+    four_steps(run_module, {'name': 'smtpd_banner', 'value': banner, 'config_dir': postfix_dir})
+    assert values(postfix_dir)['smtpd_banner'] == banner
+
+
+def test_absent(run_module, postfix_dir):
+    assert 'biff' in values(postfix_dir)
+    args = {'params': {'biff': None, 'append_dot_mydomain': 'ignored', 'soft_bounce': None},
+            'state': 'absent', 'config_dir': postfix_dir}
+    result = four_steps(run_module, args)
+    assert sorted(c['name'] for c in result['changes']) == ['append_dot_mydomain', 'biff']
+    assert all(c['after'] is None for c in result['changes'])
+    current = values(postfix_dir)
+    assert 'biff' not in current and 'append_dot_mydomain' not in current
+
+
+def test_absent_not_set_is_no_change(run_module, postfix_dir):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': 'soft_bounce', 'state': 'absent', 'config_dir': postfix_dir})
+    assert result['changed'] is False
+    assert snapshot(postfix_dir) == before
+
+
+def test_service_override(run_module, postfix_dir):
+    add_service(postfix_dir)
+    args = {'service': 'submission/inet', 'config_dir': postfix_dir, 'params': {
+        'syslog_name': 'postfix/submission',
+        'smtpd_tls_security_level': 'encrypt',
+        'smtpd_sasl_auth_enable': True,
+        'smtpd_client_restrictions': ['permit_sasl_authenticated', 'reject'],
+        'smtpd_sender_restrictions': ['check_sender_access hash:/etc/postfix/access', 'permit'],
+    }}
+    result = four_steps(run_module, args)
+    assert 'master.cf' in result['diff']['after_header']
+    assert overrides(postfix_dir, 'submission/inet') == {
+        'syslog_name': 'postfix/submission',
+        'smtpd_tls_security_level': 'encrypt',
+        'smtpd_sasl_auth_enable': 'yes',
+        'smtpd_client_restrictions': 'permit_sasl_authenticated,reject',
+        'smtpd_sender_restrictions': 'check_sender_access,hash:/etc/postfix/access,permit',
+    }
+    assert 'smtpd_tls_security_level' not in values(postfix_dir)
+
+    absent = {'service': 'submission/inet', 'config_dir': postfix_dir, 'state': 'absent',
+              'params': {'smtpd_sasl_auth_enable': None, 'smtpd_sender_restrictions': None}}
+    four_steps(run_module, absent)
+    assert sorted(overrides(postfix_dir, 'submission/inet')) == [
+        'smtpd_client_restrictions', 'smtpd_tls_security_level', 'syslog_name']
+
+
+def test_service_missing(run_module, postfix_dir):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'service': 'submission/inet', 'name': 'syslog_name',
+                                       'value': 'postfix/submission', 'config_dir': postfix_dir})
+    assert result['failed']
+    assert 'submission/inet is not defined' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_service_value_with_whitespace(run_module, postfix_dir):
+    add_service(postfix_dir)
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'service': 'submission/inet', 'name': 'smtpd_banner',
+                                       'value': 'two words', 'config_dir': postfix_dir})
+    assert result['failed']
+    assert 'whitespace' in result['msg'] and 'smtpd_banner' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_bad_service_syntax(run_module, postfix_dir):
+    result = run_module(postconf_set, {'service': 'submission', 'name': 'syslog_name', 'value': 'x',
+                                       'config_dir': postfix_dir})
+    assert result['failed']
+    assert 'SERVICE/TYPE' in result['msg']
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_unknown_name_with_suggestion(run_module, postfix_dir, check_mode):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'params': {'mynetwork': '127.0.0.0/8', 'message_size_limit': 1000},
+                                       'config_dir': postfix_dir}, check_mode=check_mode)
+    assert result['failed']
+    assert result['msg'].startswith("Unknown Postfix parameter 'mynetwork'. Did you mean 'mynetworks'?")
+    assert snapshot(postfix_dir) == before
+
+
+def test_unknown_service_override(run_module, postfix_dir):
+    add_service(postfix_dir)
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'service': 'submission/inet', 'name': 'smtpd_tls_securty_level',
+                                       'value': 'encrypt', 'config_dir': postfix_dir})
+    assert result['failed']
+    assert "Did you mean 'smtpd_tls_security_level'?" in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_allow_unknown(run_module, postfix_dir):
+    four_steps(run_module, {'params': {'estafeta_local_note': u'Se\u00f1or mail', 'mynetwork': 'x'},
+                            'allow_unknown': True, 'config_dir': postfix_dir})
+    with open(os.path.join(postfix_dir, 'main.cf'), 'rb') as f:
+        text = f.read().decode('utf-8')
+    assert u'estafeta_local_note = Se\u00f1or mail\n' in text
+    # Once set, a known-unknown name still needs allow_unknown.
+    result = run_module(postconf_set, {'name': 'mynetwork', 'value': 'x', 'config_dir': postfix_dir})
+    assert result['failed'] and 'mynetwork' in result['msg']
+    four_steps(run_module, {'params': {'estafeta_local_note': None, 'mynetwork': None}, 'state': 'absent',
+                            'config_dir': postfix_dir})
+
+
+def test_service_defined_parameter_is_known(run_module, postfix_dir):
+    args = {'name': 'amavis_destination_recipient_limit', 'value': 1, 'config_dir': postfix_dir}
+    result = run_module(postconf_set, args)
+    assert result['failed'] and 'amavis_destination_recipient_limit' in result['msg']
+    add_service(postfix_dir, 'amavis unix - - n - 2 smtp\n')
+    four_steps(run_module, args)
+    assert values(postfix_dir)['amavis_destination_recipient_limit'] == '1'
+
+
+def test_referenced_user_parameter_is_known(run_module, postfix_dir):
+    add_service(postfix_dir, SUBMISSION + '  -o smtpd_client_restrictions=$mua_client_restrictions\n')
+    four_steps(run_module, {'name': 'mua_client_restrictions', 'value': ['permit_sasl_authenticated', 'reject'],
+                            'config_dir': postfix_dir})
+
+
+@pytest.mark.parametrize('value', ['a\nrelayhost = evil', 'a\rb', 'a\x00b', ['ok', 'bad\nitem']])
+def test_control_characters(run_module, postfix_dir, value):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'params': {'smtpd_banner': value, 'message_size_limit': 1},
+                                       'config_dir': postfix_dir})
+    assert result['failed']
+    assert "'smtpd_banner'" in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('name', ['bad name', 'relayhost=x', 'a/b'])
+def test_bad_names(run_module, postfix_dir, name):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'params': {'message_size_limit': 1, name: 'x'}, 'config_dir': postfix_dir})
+    assert result['failed']
+    assert repr(name) in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_value_required(run_module, postfix_dir):
+    result = run_module(postconf_set, {'name': 'relayhost', 'config_dir': postfix_dir})
+    assert result['failed'] and 'value is required' in result['msg']
+    result = run_module(postconf_set, {'params': {'relayhost': None}, 'config_dir': postfix_dir})
+    assert result['failed'] and "'relayhost'" in result['msg']
+    result = run_module(postconf_set, {'params': {'relayhost': {'a': 1}}, 'config_dir': postfix_dir})
+    assert result['failed'] and "'relayhost'" in result['msg']
+
+
+def test_name_and_params_exclusive(run_module, postfix_dir):
+    result = run_module(postconf_set, {'name': 'relayhost', 'value': '', 'params': {'biff': False},
+                                       'config_dir': postfix_dir})
+    assert result['failed'] and 'mutually exclusive' in result['msg']
+    result = run_module(postconf_set, {'config_dir': postfix_dir})
+    assert result['failed'] and 'one of the following' in result['msg']
+
+
+def test_postfix_check_failure_rolls_back(run_module, postfix_dir):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 'abc', 'config_dir': postfix_dir})
+    assert result['failed']
+    assert 'postfix check failed' in result['msg']
+    assert 'message_size_limit = abc' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_no_check(run_module, postfix_dir, counter):
+    result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 2048000, 'check': False,
+                                       'config_dir': postfix_dir})
+    assert result['changed'] is True
+    assert not [c for c in counter if os.path.basename(c[0]) == 'postfix']
+
+
+def test_backup(run_module, postfix_dir):
+    with open(os.path.join(postfix_dir, 'main.cf'), 'rb') as f:
+        original = f.read()
+    result = run_module(postconf_set, {'name': 'relayhost', 'value': '[smtp.example.com]:587', 'backup': True,
+                                       'config_dir': postfix_dir})
+    assert result['changed'] is True
+    backup = result['backup_file']
+    assert os.path.dirname(backup) == postfix_dir
+    with open(backup, 'rb') as f:
+        assert f.read() == original
+    result = run_module(postconf_set, {'name': 'relayhost', 'value': '[smtp.example.com]:587', 'backup': True,
+                                       'config_dir': postfix_dir})
+    assert result['changed'] is False
+    assert 'backup_file' not in result
+
+
+def test_diff(run_module, postfix_dir):
+    with open(os.path.join(postfix_dir, 'main.cf')) as f:
+        original = f.read()
+    result = run_module(postconf_set, {'name': 'relayhost', 'value': '[smtp.example.com]:587',
+                                       'config_dir': postfix_dir}, check_mode=True, diff=True)
+    diff = result['diff']
+    assert diff['before'] == original
+    assert diff['after'] != original
+    assert 'relayhost = [smtp.example.com]:587\n' in diff['after']
+    assert diff['before_header'] == os.path.join(postfix_dir, 'main.cf') + ' (before)'
+    result = run_module(postconf_set, {'name': 'relayhost', 'value': 'x', 'config_dir': postfix_dir}, diff=False)
+    assert 'diff' not in result
+
+
+def test_check_mode_absent(run_module, postfix_dir):
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': 'biff', 'state': 'absent', 'config_dir': postfix_dir},
+                        check_mode=True)
+    assert result['changed'] is True
+    assert result['changes'] == [{'name': 'biff', 'before': 'no', 'after': None}]
+    assert 'biff = no' not in result['diff']['after']
+    assert snapshot(postfix_dir) == before
+
+
+def test_missing_config_dir(run_module, tmp_path):
+    result = run_module(postconf_set, {'name': 'biff', 'value': False, 'config_dir': str(tmp_path / 'nothere')})
+    assert result['failed'] and 'does not exist' in result['msg']
