@@ -20,6 +20,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
+import fcntl
 import os
 import shutil
 import stat
@@ -30,6 +32,8 @@ import time
 DEFAULT_CONFIG_DIR = '/etc/postfix'
 POSTFIX_SBIN_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin']
 C_LOCALE = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
+# How long a run waits for another run that edits the same configuration directory.
+LOCK_TIMEOUT = 300
 
 
 class PostfixError(Exception):
@@ -136,6 +140,30 @@ def check_config_dir(config_dir):
                            'was changed.' % config_dir)
 
 
+def lock_config_dir(config_dir, timeout=LOCK_TIMEOUT):
+    """Hold an exclusive lock on ``config_dir`` until the returned descriptor is closed.
+
+    The lock is a ``flock`` on the directory itself (no lock file is created). It serializes runs
+    of the collection's modules that edit the same directory: each reads, edits and installs
+    the files while holding it, so a concurrent run cannot install a copy made from files that
+    are about to change (a lost update).
+    """
+    fd = os.open(config_dir, os.O_RDONLY)
+    deadline = time.time() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except (IOError, OSError) as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.time() > deadline:
+                os.close(fd)
+                if exc.errno in (errno.EAGAIN, errno.EACCES):
+                    raise PostfixError('Another run has been editing %s for more than %d seconds (it holds the lock on '
+                                       'the directory); nothing was changed.' % (config_dir, timeout))
+                raise PostfixError('Cannot lock %s: %s' % (config_dir, exc))
+            time.sleep(0.05)
+
+
 def atomic_write(path, content, mode=None, mover=None):
     """Write ``content`` (text) to ``path`` through a temporary file in the same directory.
 
@@ -157,10 +185,13 @@ def atomic_write(path, content, mode=None, mover=None):
             f.flush()
             os.fsync(f.fileno())
         (mover or os.rename)(tmp, path)
-    except Exception:
+    except Exception as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+        if isinstance(exc, PostfixError):
+            raise
+        raise PostfixError('Cannot replace %s: %s. Is the file immutable (lsattr, chattr -i) or its file system '
+                           'mounted read-only?' % (path, exc))
     return path
 
 
@@ -194,23 +225,33 @@ class ConfigTransaction:
         self.mover = mover
         self.scratch = None
         self.before = {}
+        self._lock = None
 
     def __enter__(self):
         check_config_dir(self.config_dir)
-        self.scratch = tempfile.mkdtemp(prefix='estafeta-postfix-')
-        for name in self.FILES:
-            src = os.path.join(self.config_dir, name)
-            if name == 'main.cf' and not os.path.exists(src):
-                raise PostfixError('%s does not exist: is Postfix installed in %s?' % (src, self.config_dir))
-            self.before[name] = read_text(src, default='')
-            with open(os.path.join(self.scratch, name), 'wb') as f:
-                f.write(self.before[name].encode('utf-8', 'surrogateescape'))
-        self.settle()
+        self._lock = lock_config_dir(self.config_dir)
+        try:
+            self.scratch = tempfile.mkdtemp(prefix='estafeta-postfix-')
+            for name in self.FILES:
+                src = os.path.join(self.config_dir, name)
+                if name == 'main.cf' and not os.path.exists(src):
+                    raise PostfixError('%s does not exist: is Postfix installed in %s?' % (src, self.config_dir))
+                self.before[name] = read_text(src, default='')
+                with open(os.path.join(self.scratch, name), 'wb') as f:
+                    f.write(self.before[name].encode('utf-8', 'surrogateescape'))
+            self.settle()
+        except Exception:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
         if self.scratch:
             shutil.rmtree(self.scratch, ignore_errors=True)
+            self.scratch = None
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
         return False
 
     def settle(self):

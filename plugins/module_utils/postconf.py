@@ -36,6 +36,9 @@ SERVICE_TYPES = ('inet', 'unix', 'unix-dgram', 'fifo', 'pass')
 # Postfix separates list elements with commas and/or whitespace (CHARS_COMMA_SP).
 LIST_SEPARATORS = ', \t\r\n'
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+# postconf gets "name=value" as one command-line argument, and Linux limits one argument to 128 kB
+# (MAX_ARG_STRLEN); a longer value would fail with "Argument list too long".
+MAX_VALUE_BYTES = 100000
 _CONTROL_NAMES = {'\n': 'a newline', '\r': 'a carriage return', '\x00': 'a NUL byte', '\t': 'a tab'}
 # "postconf: warning: /etc/postfix/main.cf: unused parameter: name=value"
 _UNUSED_RE = re.compile(r'warning: (?:.*/)?(?P<file>main|master)\.cf: unused parameter: (?P<name>[^=\s]+)=(?P<value>.*)$')
@@ -116,6 +119,11 @@ def check_name(name, what='parameter name'):
 
 
 def check_value(name, text):
+    size = len(text.encode('utf-8', 'surrogateescape'))
+    if size > MAX_VALUE_BYTES:
+        raise PostfixError('The value of %r is %d bytes long; postconf takes at most %d bytes for one value (on its '
+                           'command line). Put a long list into a lookup table and refer to the table instead. '
+                           'Nothing was changed.' % (name, size, MAX_VALUE_BYTES))
     match = _CONTROL_RE.search(text)
     if match:
         char = match.group(0)

@@ -1,0 +1,281 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) estafeta.postfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import itertools
+import json
+import os
+import shutil
+import stat
+import time
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible_collections.estafeta.postfix.plugins.modules import restrictions
+from ansible_collections.estafeta.postfix.tests.unit.conftest import postconf, snapshot
+
+RCPT = 'smtpd_recipient_restrictions'
+RELAY = 'smtpd_relay_restrictions'
+STATE = 'estafeta-restrictions.json'
+
+ANTI = ['permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination',
+        'reject_non_fqdn_recipient', 'reject_unknown_recipient_domain', 'reject_rbl_client zen.spamhaus.org']
+GREY = ['check_policy_service inet:127.0.0.1:10023']
+BASE = ['permit_mynetworks', 'reject_unauth_destination']
+EXPECTED = ('permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, reject_non_fqdn_recipient, '
+            'reject_unknown_recipient_domain, reject_rbl_client zen.spamhaus.org, check_policy_service inet:127.0.0.1:10023')
+
+
+def settle(config_dir):
+    past = time.time() - 60
+    for name in ('main.cf', 'master.cf'):
+        os.utime(os.path.join(config_dir, name), (past, past))
+
+
+def value(config_dir, name):
+    """The value set in main.cf (postconf -n), or None."""
+    settle(config_dir)
+    out = postconf(config_dir, '-n', name)
+    return out.partition(' = ')[2].strip() if out.strip() else None
+
+
+def record(config_dir):
+    with open(os.path.join(config_dir, STATE)) as f:
+        return json.load(f)['lists']
+
+
+def four_steps(run_module, args):
+    """check mode -> changed, nothing written; real -> changed; both again -> unchanged."""
+    config_dir = args['config_dir']
+    before = snapshot(config_dir)
+    first = run_module(restrictions, args, check_mode=True)
+    assert not first.get('failed'), first
+    assert first['changed'] is True
+    assert snapshot(config_dir) == before
+    real = run_module(restrictions, args)
+    assert not real.get('failed'), real
+    assert real['changed'] is True
+    assert real['value'] == first['value']
+    again = run_module(restrictions, args, check_mode=True)
+    assert again['changed'] is False, again
+    last = run_module(restrictions, args)
+    assert last['changed'] is False, last
+    assert last['value'] == real['value']
+    return real
+
+
+def contribute(run_module, config_dir, owner, items, name=RCPT, **extra):
+    args = dict(config_dir=config_dir, name=name, owner=owner, items=items)
+    args.setdefault('check', extra.pop('check', True))
+    args.update(extra)
+    result = run_module(restrictions, args)
+    assert not result.get('failed'), result
+    return result
+
+
+def test_four_steps_and_content(run_module, postfix_dir):
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY))
+    assert value(postfix_dir, RCPT) == 'check_policy_service inet:127.0.0.1:10023'
+    assert result['items'] == GREY
+    assert result['owned'] == GREY
+    assert record(postfix_dir) == {RCPT: {'postgrey': GREY}}
+    mode = stat.S_IMODE(os.stat(os.path.join(postfix_dir, STATE)).st_mode)
+    assert mode == 0o644
+    # main.cf diff and the record diff
+    assert result['diff'][0]['after'].count('check_policy_service') == 1
+    assert result['diff'][1]['before'] == ''
+
+
+def test_all_orders_identical(run_module, tmp_path, postfix_dir):
+    results = set()
+    for index, perm in enumerate(itertools.permutations([('anti_relay', ANTI), ('postgrey', GREY), ('base', BASE)])):
+        config_dir = str(tmp_path / ('order%d' % index))
+        shutil.copytree(postfix_dir, config_dir)
+        for owner, items in perm:
+            # postfix check (about a second each) is covered elsewhere; this test is about composition.
+            contribute(run_module, config_dir, owner, items, check=False)
+        results.add((value(config_dir, RCPT), json.dumps(record(config_dir), sort_keys=True)))
+        # Re-running every owner changes nothing.
+        for owner, items in perm:
+            again = run_module(restrictions, dict(config_dir=config_dir, name=RCPT, owner=owner, items=items, check=False))
+            assert again['changed'] is False, (perm, again)
+    assert len(results) == 1
+    assert results.pop()[0] == EXPECTED
+
+
+def test_fewer_items_drop_only_own(run_module, postfix_dir):
+    for owner, items in (('anti_relay', ANTI), ('postgrey', GREY), ('base', BASE)):
+        contribute(run_module, postfix_dir, owner, items)
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='anti_relay',
+                                         items=['permit_sasl_authenticated']))
+    # permit_mynetworks and reject_unauth_destination stay: base owns them too.
+    assert value(postfix_dir, RCPT) == ('permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination, '
+                                        'check_policy_service inet:127.0.0.1:10023')
+    assert result['owned'] == ['permit_sasl_authenticated']
+
+
+def test_hand_written_item_kept(run_module, postfix_dir):
+    postconf(postfix_dir, '-e', '%s=reject_unauth_pipelining check_recipient_access pcre:/etc/postfix/rcpt '
+                                'reject_unauth_destination' % RCPT)
+    contribute(run_module, postfix_dir, 'postgrey', GREY)
+    contribute(run_module, postfix_dir, 'anti_relay', ANTI)
+    assert value(postfix_dir, RCPT) == (
+        'permit_mynetworks, permit_sasl_authenticated, check_recipient_access pcre:/etc/postfix/rcpt, '
+        'reject_unauth_destination, reject_unauth_pipelining, reject_non_fqdn_recipient, reject_unknown_recipient_domain, '
+        'reject_rbl_client zen.spamhaus.org, check_policy_service inet:127.0.0.1:10023')
+    # Withdrawing anti_relay keeps the hand-written items, even reject_unauth_destination it had listed.
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='anti_relay', state='absent'))
+    assert value(postfix_dir, RCPT) == ('check_recipient_access pcre:/etc/postfix/rcpt, reject_unauth_pipelining, '
+                                        'check_policy_service inet:127.0.0.1:10023')
+    assert record(postfix_dir) == {RCPT: {'postgrey': GREY}}
+
+
+def test_hand_written_item_claimed_then_dropped(run_module, postfix_dir):
+    # An item the owner also lists becomes its item: withdrawing the owner removes it.
+    postconf(postfix_dir, '-e', '%s=reject_unauth_destination' % RCPT)
+    contribute(run_module, postfix_dir, 'base', BASE)
+    contribute(run_module, postfix_dir, 'base', [], state='absent')
+    assert value(postfix_dir, RCPT) is None
+
+
+def test_state_absent_removes_parameter(run_module, postfix_dir):
+    contribute(run_module, postfix_dir, 'postgrey', GREY)
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', state='absent'))
+    # The default of smtpd_recipient_restrictions is empty: the line goes away.
+    assert value(postfix_dir, RCPT) is None
+    assert record(postfix_dir) == {}
+
+
+def test_absent_without_record(run_module, postfix_dir):
+    """Items given with state=absent are removed even when the ownership record was lost."""
+    contribute(run_module, postfix_dir, 'postgrey', GREY)
+    os.unlink(os.path.join(postfix_dir, STATE))
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY, state='absent'))
+    assert result['changed'] is True
+    assert value(postfix_dir, RCPT) is None
+
+
+def test_relay_default_and_remove(run_module, postfix_dir):
+    """Unset smtpd_relay_restrictions starts from its default; remove drops Debian's defer."""
+    assert value(postfix_dir, RELAY) is None
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RELAY, owner='base',
+                                         items=['permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination'],
+                                         remove=['defer_unauth_destination']))
+    assert value(postfix_dir, RELAY) == 'permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination'
+    assert result['owned'] == ['permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination']
+
+
+def test_relay_keeps_default_items(run_module, postfix_dir):
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RELAY, owner='x',
+                                         items=['check_client_access cidr:/etc/postfix/clients']))
+    assert value(postfix_dir, RELAY) == ('permit_mynetworks, permit_sasl_authenticated, check_client_access '
+                                         'cidr:/etc/postfix/clients, defer_unauth_destination')
+    assert result['items'][-1] == 'defer_unauth_destination'
+
+
+def test_remove_conflict_warns(run_module, postfix_dir, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, msg: warnings.append(msg))
+    contribute(run_module, postfix_dir, 'base', BASE)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='other',
+                                           remove=['reject_unauth_destination']))
+    assert result['changed'] is False
+    assert any('another owner (base)' in w for w in warnings), warnings
+    assert value(postfix_dir, RCPT) == 'permit_mynetworks, reject_unauth_destination'
+
+
+def test_restriction_class(run_module, postfix_dir):
+    postconf(postfix_dir, '-e', 'smtpd_restriction_classes=greylist', 'greylist=check_policy_service inet:127.0.0.1:10023')
+    four_steps(run_module, dict(config_dir=postfix_dir, name='greylist', owner='x', items=['reject_unauth_pipelining']))
+    assert value(postfix_dir, 'greylist') == 'reject_unauth_pipelining, check_policy_service inet:127.0.0.1:10023'
+    contribute(run_module, postfix_dir, 'y', ['greylist', 'permit_mynetworks'])
+    assert value(postfix_dir, RCPT) == 'permit_mynetworks, greylist'
+
+
+def test_guide_sender_acl(run_module, postfix_dir):
+    """The guide's bare table in smtpd_sender_restrictions, kept next to a new item."""
+    postconf(postfix_dir, '-e', 'smtpd_sender_restrictions=hash:/etc/postfix/access')
+    contribute(run_module, postfix_dir, 'anti_relay', ['reject_non_fqdn_sender'], name='smtpd_sender_restrictions')
+    assert value(postfix_dir, 'smtpd_sender_restrictions') == 'hash:/etc/postfix/access, reject_non_fqdn_sender'
+
+
+def test_sorts_existing_list(run_module, postfix_dir):
+    postconf(postfix_dir, '-e', '%s=check_policy_service inet:127.0.0.1:10023, reject_unauth_destination,'
+                                'permit_mynetworks' % RCPT)
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='base', items=BASE))
+    assert result['value'] == 'permit_mynetworks, reject_unauth_destination, check_policy_service inet:127.0.0.1:10023'
+
+
+def test_backup(run_module, postfix_dir):
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='base', items=BASE, backup=True))
+    assert os.path.exists(result['backup_file'])
+
+
+@pytest.mark.parametrize('args, message', [
+    (dict(name=RCPT, owner='o', items=['reject_unauth_destinaton']), 'did you mean "reject_unauth_destination"'),
+    (dict(name=RCPT, owner='o', items=['check_relay_domains']), 'use reject_unauth_destination'),
+    (dict(name=RCPT, owner='o', items=['check_sender_access']), 'needs an argument'),
+    (dict(name=RCPT, owner='o', items=['reject\nx']), 'newline'),
+    (dict(name=RCPT, owner='bad owner', items=['reject']), 'owner must be'),
+    (dict(name='smtpd_recipient_restriction', owner='o', items=['reject']), 'Unknown Postfix parameter'),
+    (dict(name='bad name', owner='o', items=['reject']), 'Invalid Postfix parameter name'),
+    (dict(name=RCPT, owner='o', items=['reject'], remove=['reject']), 'both in items and in remove'),
+    (dict(name=RCPT, owner='o', items=['reject'], config_dir='/nonexistent'), 'does not exist'),
+])
+def test_bad_input(run_module, postfix_dir, args, message):
+    contribute(run_module, postfix_dir, 'base', BASE)
+    before = snapshot(postfix_dir)
+    args.setdefault('config_dir', postfix_dir)
+    result = run_module(restrictions, args)
+    assert result.get('failed'), result
+    assert message in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_unknown_parameter_set_in_main_cf(run_module, postfix_dir):
+    with open(os.path.join(postfix_dir, 'main.cf'), 'a') as f:
+        f.write('my_restrictions = reject\n')
+    before = snapshot(postfix_dir)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name='my_restrictions', owner='o', items=['reject']))
+    assert result.get('failed')
+    assert 'smtpd_restriction_classes' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_corrupt_record(run_module, postfix_dir):
+    with open(os.path.join(postfix_dir, STATE), 'w') as f:
+        f.write('[')
+    before = snapshot(postfix_dir)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='o', items=['reject']))
+    assert result.get('failed')
+    assert 'not a valid ownership record' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_allow_unknown(run_module, postfix_dir):
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='o', items=['future_restriction'],
+                                allow_unknown=True))
+    assert value(postfix_dir, RCPT) == 'future_restriction'
+
+
+def test_postfix_check_failure_rolls_back(run_module, postfix_dir, monkeypatch):
+    from ansible_collections.estafeta.postfix.plugins.module_utils import common
+    original = common.ModuleRunner._run
+
+    def failing(self, args, data=None):
+        if args[-1] == 'check':
+            return 1, '', 'postfix: fatal: simulated'
+        return original(self, args, data=data)
+
+    monkeypatch.setattr(common.ModuleRunner, '_run', failing)
+    before = snapshot(postfix_dir)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='o', items=['reject']))
+    assert result.get('failed')
+    assert 'restored' in result['msg']
+    assert snapshot(postfix_dir) == before
