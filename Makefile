@@ -89,3 +89,6 @@ clean:
 
 bench-modules: venv host-deps
 	cd $(ROOT) && $(BIN)/python tests/bench/module_bench.py
+
+docs: venv
+	cd $(ROOT) && $(BIN)/python tests/docs_build.py
