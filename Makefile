@@ -2,6 +2,8 @@
 #
 #   make demo    converge a complete mail server into a local Debian container and prove it works
 #   make test    lint + sanity + unit + molecule (installs everything it needs on a fresh machine)
+#   make bench   benchmark suite (about 25 min): writes docs/performance.md and docs/performance.json
+#   make stress  load test: 20 sessions x 500 messages through each converged server (Molecule scenario stress)
 #
 # Everything installs itself: the Python virtualenv (.venv), a Docker engine and the local
 # Debian images (scripts/container-engine.sh), the Postfix binaries the unit tests run.
@@ -21,7 +23,7 @@ SCENARIOS ?=
 # Scenarios run in parallel by `make molecule`
 MOLECULE_JOBS ?= 2
 
-.PHONY: help test demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean bench-modules
+.PHONY: help test stress demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean bench-modules
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -35,6 +37,12 @@ test:
 	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
 	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
+	@$(STAGE) --summary
+
+stress:
+	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) images $(MAKE) --no-print-directory images
+	@$(STAGE) stress bash -c 'cd $(ROOT) && $(BIN)/molecule test -s stress'
 	@$(STAGE) --summary
 
 demo:
@@ -74,10 +82,13 @@ sanity: venv
 	$(ROOT)/scripts/sanity.sh
 
 unit: venv
-	cd $(ROOT) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider
+	cd $(ROOT) && $(BIN)/python -m pytest tests/unit -q -p no:cacheprovider -n 2
+
+# Every scenario but stress (the long load test, run by `make stress`).
+ALL_SCENARIOS = $(filter-out stress,$(notdir $(patsubst %/molecule.yml,%,$(wildcard $(ROOT)/molecule/*/molecule.yml))))
 
 molecule: venv
-	cd $(ROOT) && $(ROOT)/scripts/molecule-all.sh $(MOLECULE_JOBS) $(SCENARIOS)
+	cd $(ROOT) && $(ROOT)/scripts/molecule-all.sh $(MOLECULE_JOBS) $(or $(SCENARIOS),$(ALL_SCENARIOS))
 
 build: venv
 	rm -rf $(ROOT)/build && mkdir -p $(ROOT)/build
@@ -87,8 +98,14 @@ build: venv
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
 
+# Benchmarks, not part of `make test`. BENCH_ARGS e.g. "--only modules,fleet --fleet 1,4".
+BENCH_ARGS ?=
+bench: venv host-deps images
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q matplotlib
+	cd $(ROOT) && $(BIN)/python bench/bench.py $(BENCH_ARGS)
+
 bench-modules: venv host-deps
-	cd $(ROOT) && $(BIN)/python tests/bench/module_bench.py
+	cd $(ROOT) && $(BIN)/python bench/module_bench.py
 
 docs: venv
 	cd $(ROOT) && $(BIN)/python tests/docs_build.py

@@ -81,6 +81,9 @@ build_rootfs() {
         systemctl mask getty@tty1.service serial-getty@.service systemd-udevd.service \
             systemd-logind.service console-getty.service systemd-firstboot.service >/dev/null 2>&1 || true
         systemctl set-default multi-user.target >/dev/null 2>&1 || true
+        # Do not empty /tmp at boot: Ansible may already be running a module from there while
+        # systemd is still starting (systemd-tmpfiles-setup would delete its files).
+        printf "%s\n" "d /tmp 1777 root root -" >/etc/tmpfiles.d/tmp.conf
         printf "%s\n" "Acquire::Languages \"none\";" >/etc/apt/apt.conf.d/99estafeta-no-translations
         printf "%s\n" "Binary::apt::APT::Keep-Downloaded-Packages \"true\";" >/etc/apt/apt.conf.d/99estafeta-keep-debs
         apt-get clean; rm -rf /var/lib/apt/lists/* /var/lib/apt/periodic/update-success-stamp

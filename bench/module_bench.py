@@ -2,7 +2,7 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Module benchmarks (a benchmark, not a timed test): run with `make bench-modules`.
+"""Module benchmarks (part of `make bench`; alone: `make bench-modules`).
 
 1. 200 main.cf parameters: one estafeta.postfix.postconf_set task against a 200-iteration
    ansible.builtin.lineinfile loop, on two copies of the same scratch main.cf.
@@ -11,7 +11,9 @@
 
 Both run on this machine (connection local) against scratch configuration directories with the
 real Postfix binaries. Task times come from the ansible.posix.json callback (module time, not
-ansible-playbook start-up). Results are printed and written to docs/performance-modules.json.
+ansible-playbook start-up). The no-op re-run of the 10,000-entry table is also timed as module
+execution time: the module's main() run in-process with the same arguments, timed until it calls
+exit_json (no Ansible transport, no argument templating). Run alone, the results are printed.
 """
 
 import datetime
@@ -21,8 +23,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(ROOT, '.cache', 'collections')
 BIN = os.path.dirname(sys.executable)
 SHARE = '/usr/share/postfix'
 
@@ -124,6 +128,42 @@ def bench_postconf(base):
     }
 
 
+class _Exit(Exception):
+    def __init__(self, result):
+        super(_Exit, self).__init__(result)
+        self.result = result
+
+
+def module_seconds(module_name, args):
+    """Time a collection module's main() in-process (module execution time, no Ansible transport)."""
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    import importlib
+    from ansible.module_utils import basic
+    from ansible.module_utils.common.text.converters import to_bytes
+    module = importlib.import_module('ansible_collections.estafeta.postfix.plugins.modules.' + module_name)
+    payload = dict(args, _ansible_check_mode=False, _ansible_diff=False, _ansible_remote_tmp='/tmp', _ansible_keep_remote_files=False)
+    saved = (basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json, basic._ANSIBLE_ARGS, getattr(basic, '_ANSIBLE_PROFILE', None))
+
+    def _exit(_self, **kwargs):
+        raise _Exit(kwargs)
+
+    def _fail(_self, msg, **_kwargs):
+        raise SystemExit('%s failed: %s' % (module_name, msg))
+
+    basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = _exit, _fail
+    basic._ANSIBLE_ARGS = to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': payload}))
+    basic._ANSIBLE_PROFILE = 'legacy'
+    start = time.monotonic()
+    try:
+        module.main()
+        raise SystemExit('%s did not exit' % module_name)
+    except _Exit as exc:
+        return time.monotonic() - start, exc.result.get('changed', False)
+    finally:
+        basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json, basic._ANSIBLE_ARGS, basic._ANSIBLE_PROFILE = saved
+
+
 def bench_postmap(base):
     conf = scratch_config(os.path.join(base, 'm'))
     table = os.path.join(base, 'm', 'big_access')
@@ -139,29 +179,31 @@ def bench_postmap(base):
     name = 'Build a 10000-entry table'
     build, c1 = task_seconds(run_playbook(pb, {'conf': conf, 'table': table, 'entries': entries}), name)
     noop, c2 = task_seconds(run_playbook(pb, {'conf': conf, 'table': table, 'entries': entries}), name)
+    noop_module, c_module = module_seconds('postmap_file', {'config_dir': conf, 'path': table, 'type': 'hash', 'entries': entries})
     entries['user00000@example.com'] = 'REJECT changed'
     change, c3 = task_seconds(run_playbook(pb, {'conf': conf, 'table': table, 'entries': entries}), name)
     answer = subprocess.run(['postmap', '-c', conf, '-q', 'user00000@example.com', 'hash:' + table],
                             capture_output=True, text=True, check=False).stdout.strip()
     return {'entries': len(entries), 'build_seconds': round(build, 3), 'build_changed': c1,
             'noop_seconds': round(noop, 3), 'noop_changed': c2,
+            'noop_module_seconds': round(noop_module, 3), 'noop_module_changed': c_module,
             'one_change_seconds': round(change, 3), 'one_change_changed': c3,
             'lookup_after_change': answer}
 
 
-def main():
+def run_all():
     base = tempfile.mkdtemp(prefix='estafeta-bench-')
     try:
         results = {'postconf_set_vs_lineinfile': bench_postconf(base), 'postmap_file_10000': bench_postmap(base)}
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    results['measured'] = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     version = subprocess.run(['postconf', '-d', '-h', 'mail_version'], capture_output=True, text=True, check=False).stdout.strip()
-    results['machine'] = '%d cores, Postfix %s' % (os.cpu_count(), version)
-    out = os.path.join(ROOT, 'docs', 'performance-modules.json')
-    with open(out, 'w') as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-        f.write('\n')
+    results['machine'] = '%d cores, Postfix %s on this machine (connection local)' % (os.cpu_count(), version)
+    return results
+
+
+def main():
+    results = run_all()
     print(json.dumps(results, indent=2, sort_keys=True))
     p = results['postconf_set_vs_lineinfile']
     print('200 parameters: postconf_set %.2fs, lineinfile loop %.2fs, ratio %.1fx' % (
