@@ -7,6 +7,12 @@
     python tests/reliability_report.py              # run the cases, write docs/reliability.md
     python tests/reliability_report.py --json FILE  # write the page from a saved result instead
 
+The cases that need running mail servers (relay abuse, secrets, TLS, faults on a live server, load)
+are Molecule tests (molecule/security, molecule/stress). Their verifiers write their outcomes to
+tests/output/reliability/molecule-<scenario>.json; this script copies the newest of those into
+tests/reliability_molecule.json (the last recorded run, kept with the sources) and renders its
+cases with the scenario and the time of that run.
+
 The page is a table per kind of case: the case id, what was tried, and what happened (the pass
 mark of the test and the error message or observation it recorded). The exit code is 1 when a
 case failed; the page is written anyway, failures included.
@@ -27,6 +33,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CASES_DIR = os.path.join('tests', 'unit', 'reliability')
 OUTPUT = os.path.join(ROOT, 'docs', 'reliability.md')
 REPORT_ENV = 'ESTAFETA_RELIABILITY_JSON'
+MOLECULE_OUTPUT = os.path.join(ROOT, 'tests', 'output', 'reliability')
+MOLECULE_RECORD = os.path.join(ROOT, 'tests', 'reliability_molecule.json')
 
 SECTIONS = [
     ('B', 'Bad input to the modules',
@@ -62,6 +70,21 @@ SECTIONS = [
      'with a different change. A case passes when the files parse (`postconf -n`, `postconf -M`) and every '
      'change is in them: no corruption and no lost update. Runs pass `check=false` to keep the cases fast; '
      '`postfix check` changes nothing in what a run reads and writes.'),
+    ('M', 'Faults on a running mail server (Molecule)',
+     'Scenario `molecule/security`: two converged mail servers (Debian 12 and 13, roles base, tls, anti_relay with '
+     'submission, smarthost) and an outside client whose `smtp-sink` is the servers\' next hop. The test runs '
+     '`ansible-playbook` against the servers itself: a converge killed with SIGKILL, hand edits and a stopped Postfix '
+     'before the next run, and a change that only `postfix check` rejects. Mail is proved to flow over SMTP.'),
+    ('S', 'Relay abuse, TLS and secrets (Molecule)',
+     'Scenario `molecule/security`, on both servers. The outside client is not in mynetworks. A relay attempt passes '
+     'when the server refuses the recipient, or accepts it only for local delivery, and nothing reaches the next hop, '
+     'the queue or the delivery log for the foreign domain.'),
+    ('L', 'Load (Molecule)',
+     'Postfix\'s own `smtp-source` sends to the server, which relays everything to `smtp-sink` on another '
+     'container. Every message is counted at the destination by its recipient, and the server\'s queue ids are '
+     'compared for duplicates. The small run is part of `make test` (scenario security); the large one is '
+     '`make stress` (scenario stress). The rate is end to end: from the first message sent to the last one at the '
+     'destination.'),
     ('H', 'Hand edits survive',
      'Comments, commented-out settings and hand-written entries in main.cf, master.cf and tables, outside what '
      'the module manages, must stay byte-identical through every run; the second run reports no change.'),
@@ -105,6 +128,34 @@ def code(text):
     return '%s%s%s%s%s' % (fence, pad, text, pad, fence)
 
 
+def molecule_cases(output_dir=MOLECULE_OUTPUT, record=MOLECULE_RECORD):
+    """Cases of the Molecule scenarios: fresh verifier output when there is some, else the last recorded run."""
+    try:
+        with open(record) as f:
+            runs = json.load(f)
+    except (OSError, ValueError):
+        runs = {}
+    fresh = False
+    if os.path.isdir(output_dir):
+        for name in sorted(os.listdir(output_dir)):
+            if name.startswith('molecule-') and name.endswith('.json'):
+                with open(os.path.join(output_dir, name)) as f:
+                    run = json.load(f)
+                if runs.get(run['scenario']) != run:
+                    runs[run['scenario']] = run
+                    fresh = True
+    if fresh:
+        with open(record, 'w') as f:
+            json.dump(runs, f, indent=1, sort_keys=True)
+            f.write('\n')
+    cases = []
+    for scenario in sorted(runs):
+        run = runs[scenario]
+        for case in run['cases']:
+            cases.append(dict(case, source='molecule/%s, %s' % (scenario, run['finished'])))
+    return cases
+
+
 def happened(case):
     parts = [MARKS.get(case['outcome'], case['outcome'])]
     if case['outcome'] == 'passed':
@@ -115,26 +166,32 @@ def happened(case):
                 parts.append(cell(item['text']))
     else:
         parts.append(cell(case.get('failure') or ''))
+    if case.get('source'):
+        parts.append('(%s)' % cell(case['source']))
     return ' — '.join(p for p in parts if p)
 
 
 def render(cases, info):
     counts = dict((k, sum(1 for c in cases if c['outcome'] == k)) for k in ('passed', 'failed', 'skipped'))
     lines = [
-        '# Reliability: bad input, faults, concurrency and hand edits',
+        '# Reliability: bad input, faults, concurrency, hand edits, relay abuse and load',
         '',
-        '<!-- Generated by tests/reliability_report.py from tests/unit/reliability/; do not edit by hand. -->',
+        '<!-- Generated by tests/reliability_report.py from tests/unit/reliability/ and the Molecule results in '
+        'tests/reliability_molecule.json; do not edit by hand. -->',
         '',
         'What the modules and roles of estafeta.postfix do with bad input, killed runs, concurrent runs and '
         'hand-edited files, proved by the test cases in `tests/unit/reliability/` against the real Postfix '
-        'binaries in scratch configuration directories. Each row is one test case: what was tried, and what '
+        'binaries in scratch configuration directories, and by the Molecule scenarios `security` and `stress` against '
+        'running mail servers in containers. Each row is one test case: what was tried, and what '
         'happened (the pass mark of the test and the error message or observation it recorded).',
         '',
         'Last run: Postfix %s, ansible-core %s. %d cases: %d pass, %d fail, %d skipped.' % (
             info['postfix'], info['ansible'], len(cases), counts['passed'], counts['failed'], counts['skipped']),
         '',
         'Regenerate with `python tests/reliability_report.py` (about a minute). The same cases run in the unit '
-        'test suite (`make unit`).',
+        'test suite (`make unit`); the Molecule cases (sections marked Molecule) run in `make test` (scenario '
+        'security) and `make stress`, and their rows show the pass marks of the last recorded run '
+        '(tests/reliability_molecule.json), with its scenario and time.',
         '',
     ]
     by_prefix = {}
@@ -180,6 +237,7 @@ def main(argv=None):
     if not cases:
         print('No reliability case ran.', file=sys.stderr)
         return 2
+    cases = cases + molecule_cases()
     text = render(cases, versions())
     with open(args.output, 'w') as f:
         f.write(text)

@@ -47,7 +47,22 @@ ROLE_CASES = [
      'anti_relay: anti_relay_sender_access (dict) given as a plain string'),
     ('R15', 'tls', 'tls_selfsigned_days', 'a year', 'tls: tls_selfsigned_days (int) set to "a year"'),
     ('R16', 'tls', 'tls_key_type', 'DSA', 'tls: tls_key_type outside its choices (DSA)'),
+    ('R17', 'tls', 'tls_smtpd_security_level', 'sometimes', 'tls: unknown TLS level (tls_smtpd_security_level: sometimes)'),
+    ('R18', 'smarthost', 'smarthost_relayhost', 'smtp.example.com extra',
+     'smarthost: relay host with a space (smarthost_relayhost: "smtp.example.com extra")'),
+    ('R19', 'smarthost', 'smarthost_password', '',
+     'smarthost: authentication on (smarthost_auth: true) and no password (smarthost_password empty)'),
 ]
+
+# Rules that argument_specs cannot express are checked by the role's first tasks (asserts):
+# case id -> (extra variables, name of the task that must stop the run).
+RULE_CASES = {
+    'R18': ({}, 'Check smarthost_relayhost'),
+    'R19': ({'smarthost_relayhost': 'smtp.example.com', 'smarthost_auth': True, 'smarthost_username': 'relay-user'},
+            'Check the credentials when smarthost_auth is on'),
+}
+# Variables a role requires, so that a case reaches the check it is about.
+REQUIRED_VARS = {'smarthost': {'smarthost_relayhost': 'smtp.example.com'}}
 
 VALIDATION_TASK = 'Validating arguments against arg spec'
 
@@ -59,12 +74,15 @@ def _has_role(role):
 def _playbook(cases, out_file):
     tasks = [{'name': 'Start with no results', 'ansible.builtin.set_fact': {'reliability_results': {}}}]
     for case_id, role, var, value, dummy in cases:
+        case_vars = dict(REQUIRED_VARS.get(role, {}))
+        case_vars.update(RULE_CASES.get(case_id, ({}, None))[0])
+        case_vars[var] = value
         tasks.append({
             'name': 'Case %s' % case_id,
             'block': [
                 {'name': 'Include %s with a wrong %s' % (role, var),
                  'ansible.builtin.include_role': {'name': 'estafeta.postfix.%s' % role},
-                 'vars': {var: value}},
+                 'vars': case_vars},
                 {'name': 'The role went past its validation',
                  'ansible.builtin.set_fact': {
                      'reliability_results': "{{ reliability_results | combine({'%s': {'task': 'NONE', 'msg': ''}}) }}" % case_id}},
@@ -121,7 +139,8 @@ def test_wrong_role_variable(case_id, role, var, value, what, role_results, case
         pytest.skip('role %s is not in this collection yet' % role)
     result = role_results['results'].get(case_id)
     assert result is not None, role_results['output'][-3000:]
-    assert result['task'].startswith(VALIDATION_TASK), 'the role ran past its validation: %r' % (result,)
+    expected_task = RULE_CASES.get(case_id, (None, VALIDATION_TASK))[1]
+    assert result['task'].startswith(expected_task), 'the role ran past its validation: %r' % (result,)
     assert var in result['msg'], 'the message does not name %s: %s' % (var, result['msg'])
     assert role_results['etc_unchanged'], '/etc/postfix changed during the run'
     errors = [e for e in result.get('errors', []) if var in e] or [result['msg']]

@@ -1,0 +1,60 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) estafeta.postfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Load: Postfix's smtp-source against each converged server, everything relayed to smtp-sink on the client.
+
+Every message is counted at the destination by its recipient (one per run), and the server's queue
+ids in the Received headers are compared for duplicates. STRESS_SESSIONS x STRESS_MESSAGES
+(provisioner env in molecule.yml) set the size.
+"""
+
+import os
+import time
+import uuid
+
+import pytest
+import testinfra
+
+CLIENT = testinfra.get_host('docker://stress-client')
+SERVERS = ('stress-bookworm', 'stress-trixie')
+SESSIONS = int(os.environ.get('STRESS_SESSIONS', '20'))
+MESSAGES = int(os.environ.get('STRESS_MESSAGES', '500'))
+
+
+@pytest.fixture(autouse=True)
+def servers_only(host):
+    if host.backend.get_hostname() not in SERVERS:
+        pytest.skip('the sink is examined through the server tests')
+
+
+def arrived(rcpt):
+    out = CLIENT.run('grep -l -r -F -e %s /srv/sink | wc -l', '<%s>' % rcpt).stdout.strip()
+    return int(out or 0)
+
+
+def test_load(host, case):
+    total = SESSIONS * MESSAGES
+    case('L02', 'Load: smtp-source with %d concurrent sessions x %d messages (%d in all) to the server, relayed to '
+                'smtp-sink on another container; the messages at the destination counted' % (SESSIONS, MESSAGES, total))
+    rcpt = 'stress-%s@far.test' % uuid.uuid4().hex[:10]
+    start = time.time()
+    host.run_expect([0], '/usr/sbin/smtp-source -s %s -m %s -f load@example.test -t %s 127.0.0.1:25',
+                    str(SESSIONS), str(total), rcpt)
+    accepted = time.time() - start
+    deadline = time.time() + 900
+    while arrived(rcpt) < total and time.time() < deadline:
+        time.sleep(3)
+    seconds = time.time() - start
+    time.sleep(5)
+    count = arrived(rcpt)
+    ids = CLIENT.run("grep -l -r -F -e %s /srv/sink | xargs -r grep -h -o -E 'with ESMTP id [A-Za-z0-9]+'",
+                     '<%s>' % rcpt).stdout.split('\n')
+    ids = [i for i in ids if i]
+    unique = len(set(ids))
+    queue = host.run('postqueue -j').stdout.strip()
+    assert (count, len(ids), unique) == (total, total, total)
+    assert queue == ''
+    case.evidence('%d sent, %d arrived, %d distinct queue ids (no loss, no duplicate), queue empty; accepted by the '
+                  'server in %.0f s (%.0f messages/s), all at the destination after %.0f s (%.0f messages/s end to end)'
+                  % (total, count, unique, accepted, total / accepted, seconds, total / seconds))
