@@ -52,7 +52,7 @@ demo:
 	@$(STAGE) --summary
 
 demo-clean:
-	$(BIN)/ansible-playbook -i $(ROOT)/playbooks/inventories/demo/hosts.yml $(ROOT)/playbooks/demo.yml --tags demo_destroy
+	$(BIN)/ansible-playbook -i $(ROOT)/playbooks/inventories/demo/hosts.yml $(ROOT)/playbooks/demo.yml --tags demo_destroy --limit localhost
 
 venv: $(VENV)/.installed $(ROOT)/.cache/collections/ansible_collections/estafeta/postfix
 
