@@ -259,7 +259,8 @@ def prepare(params, state='present', service=None):
     return wanted
 
 
-def _read_main(runner, tx):
+def read_main(runner, tx):
+    """``(values, unused_names)`` of the staged main.cf: ``postconf -n`` plus the names Postfix calls unused."""
     dummy, out, err = runner.run(['postconf', '-c', tx.scratch, '-n'], what='postconf -n')
     current = parse_postconf_output(out)
     unused = parse_unused(err, 'main')
@@ -305,7 +306,7 @@ def apply(runner, config_dir, params, state='present', service=None, allow_unkno
         if service:
             current, unused = _read_service(runner, tx, service)
         else:
-            current, unused = _read_main(runner, tx)
+            current, unused = read_main(runner, tx)
 
         changes = []
         to_set = []

@@ -37,9 +37,7 @@ from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
 from ansible_collections.estafeta.postfix.plugins.module_utils.postconf import (
     check_name,
     check_value,
-    parse_main_cf,
-    parse_postconf_output,
-    parse_unused,
+    read_main,
     split_list,
 )
 
@@ -316,13 +314,7 @@ def render(items):
 
 def _current(runner, tx, name):
     """``(items, explicit, classes)`` of parameter ``name`` in the staged main.cf."""
-    dummy, out, err = runner.run(['postconf', '-c', tx.scratch, '-n'], what='postconf -n')
-    values = parse_postconf_output(out)
-    unused = parse_unused(err, 'main')
-    if unused:
-        raw = parse_main_cf(tx.before['main.cf'])
-        for key, value in unused.items():
-            values.setdefault(key, raw.get(key, value))
+    values, unused = read_main(runner, tx)
     classes = set(split_list(values.get('smtpd_restriction_classes', '')))
     if name in unused and name not in classes:
         raise PostfixError('%s is not a Postfix parameter (postconf reports it as unused), nor a restriction '
