@@ -27,7 +27,7 @@ from ansible.module_utils.common import process
 
 from ansible_collections.estafeta.postfix.plugins.modules import master_service, postconf_set, postmap_file, restrictions
 from ansible_collections.estafeta.postfix.tests.unit.conftest import SBIN, snapshot
-from ansible_collections.estafeta.postfix.tests.unit.reliability.conftest import copy_dir, postconf_ok, run_process, settle
+from ansible_collections.estafeta.postfix.tests.unit.reliability.conftest import copy_dir, module_env, postconf_ok, run_process, settle
 
 MODULES = {m.__name__.rsplit('.', 1)[-1]: m for m in (postconf_set, postmap_file, master_service, restrictions)}
 
@@ -414,6 +414,12 @@ def test_unprivileged_user(template, case, tmp_path):
             os.setgid(65534)
             os.setuid(65534)
 
+        probe = subprocess.run([python, '-c', 'import ansible.module_utils.basic, ansible_collections.estafeta.postfix'],
+                               capture_output=True, text=True, env=module_env({'HOME': '/tmp'}),
+                               preexec_fn=drop_privileges, cwd='/', check=False)
+        if probe.returncode != 0:
+            pytest.skip('the checkout or its virtualenv is not readable by nobody here (for example a clone in a '
+                        'mode-0700 directory): %s' % probe.stderr.strip().splitlines()[-1:])
         rc, result, err = run_process('postconf_set', {'name': 'smtpd_banner', 'value': 'x', 'config_dir': conf}, top,
                                       python=python, preexec_fn=drop_privileges, env={'HOME': '/tmp'})
         assert rc == 1 and result and result.get('failed') is True, (rc, result, err)
