@@ -34,6 +34,8 @@ POSTFIX_SBIN_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin']
 C_LOCALE = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
 # How long a run waits for another run that edits the same configuration directory.
 LOCK_TIMEOUT = 300
+# Postfix waits for a configuration file modified within the last two seconds to settle.
+SETTLE_SECONDS = 3
 
 
 class PostfixError(Exception):
@@ -164,12 +166,18 @@ def lock_config_dir(config_dir, timeout=LOCK_TIMEOUT):
             time.sleep(0.05)
 
 
-def atomic_write(path, content, mode=None, mover=None):
+def atomic_write(path, content, mode=None, mover=None, settled=False):
     """Write ``content`` (text) to ``path`` through a temporary file in the same directory.
 
     The temporary file gets ``mode`` (or the mode of the file it replaces) before it is
     moved into place, so a secret is never readable, even for a moment. ``mover(src, dst)``
     defaults to ``os.rename``; modules pass ``AnsibleModule.atomic_move``.
+
+    ``settled`` gives the file a modification time a few seconds in the past. Postfix does
+    not trust a configuration file modified within the last two seconds (an editor may still
+    be writing it) and every Postfix command that reads it waits for it to settle: about 2 s
+    for ``postfix check`` right after a change, and again for the reload. A file that appears
+    through an atomic rename is complete the moment it exists, so that wait buys nothing.
     """
     directory = os.path.dirname(path) or '.'
     if mode is None:
@@ -185,6 +193,9 @@ def atomic_write(path, content, mode=None, mover=None):
             f.flush()
             os.fsync(f.fileno())
         (mover or os.rename)(tmp, path)
+        if settled:  # after the move: AnsibleModule.atomic_move stamps the file with the current time
+            past = time.time() - SETTLE_SECONDS
+            os.utime(path, (past, past))
     except Exception as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -322,7 +333,7 @@ class ConfigTransaction:
         try:
             for name in changed:
                 target = os.path.join(self.config_dir, name)
-                atomic_write(target, self.after(name), mover=self.mover)
+                atomic_write(target, self.after(name), mover=self.mover, settled=True)
                 installed.append(name)
             if check and changed:
                 rc, out, err = self.runner.run(['postfix', '-c', self.config_dir, 'check'], check=False)
@@ -333,6 +344,6 @@ class ConfigTransaction:
                         cmd=['postfix', '-c', self.config_dir, 'check'], rc=rc, stdout=out, stderr=err)
         except Exception:
             for name in installed:
-                atomic_write(os.path.join(self.config_dir, name), self.before[name], mover=self.mover)
+                atomic_write(os.path.join(self.config_dir, name), self.before[name], mover=self.mover, settled=True)
             raise
         return changed

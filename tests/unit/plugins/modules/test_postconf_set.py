@@ -385,3 +385,21 @@ def test_check_mode_absent(run_module, postfix_dir):
 def test_missing_config_dir(run_module, tmp_path):
     result = run_module(postconf_set, {'name': 'biff', 'value': False, 'config_dir': str(tmp_path / 'nothere')})
     assert result['failed'] and 'does not exist' in result['msg']
+
+
+def test_installed_main_cf_is_read_at_once(run_module, postfix_dir):
+    """The installed main.cf carries a settled timestamp: Postfix reads it without its ~2 s wait.
+
+    Postfix waits for a file modified within the last two seconds; without the settled
+    timestamp the change itself (``postfix check``) and the next command each pay that wait.
+    """
+    settle(postfix_dir)
+    started = time.time()
+    result = run_module(postconf_set, {'config_dir': postfix_dir, 'name': 'message_size_limit', 'value': '20480000'})
+    assert result['changed'] is True
+    assert time.time() - started < 1.5, 'the change waited for main.cf to settle'
+    mtime = os.stat(os.path.join(postfix_dir, 'main.cf')).st_mtime
+    assert mtime <= time.time() - common.SETTLE_SECONDS + 0.5
+    started = time.time()
+    assert postconf(postfix_dir, '-h', 'message_size_limit').strip() == '20480000'
+    assert time.time() - started < 1.0

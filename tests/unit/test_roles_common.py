@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) estafeta.postfix contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Every role shares the common role: one set of Postfix handlers per play, one host probe.
+
+- each role lists ``common`` as a dependency, and only ``common`` defines handlers for the
+  "estafeta.postfix : reload/restart postfix" topics (so several roles reload Postfix once);
+- each role that records a converged state digests its input first, skips its configuration
+  tasks only through ``__<role>_converged``, and records after them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import os
+import re
+
+import pytest
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
+ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, 'roles')) if r != 'common'
+               and os.path.isdir(os.path.join(ROOT, 'roles', r, 'tasks')))
+POSTFIX_TOPICS = {'estafeta.postfix : reload postfix', 'estafeta.postfix : restart postfix'}
+
+
+def load(path):
+    with open(path) as f:
+        return yaml.safe_load(f)
+
+
+def tasks_of(role):
+    found = []
+    for path in sorted(glob.glob(os.path.join(ROOT, 'roles', role, 'tasks', '*.yml'))):
+        for task in load(path) or []:
+            found.append((os.path.basename(path), task))
+    return found
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_depends_on_common(role):
+    deps = load(os.path.join(ROOT, 'roles', role, 'meta', 'main.yml')).get('dependencies') or []
+    assert {'role': 'common'} in deps
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_postfix_handlers_only_in_common(role):
+    path = os.path.join(ROOT, 'roles', role, 'handlers', 'main.yml')
+    handlers = load(path) if os.path.exists(path) else []
+    assert not [h['name'] for h in handlers or [] if h.get('listen') in POSTFIX_TOPICS or h['name'].lower().endswith(' postfix')]
+
+
+def test_common_handlers_cover_both_topics():
+    handlers = load(os.path.join(ROOT, 'roles', 'common', 'handlers', 'main.yml'))
+    assert {h['listen'] for h in handlers} == POSTFIX_TOPICS
+    # The check comes before the reload or restart it guards.
+    order = [(h['listen'], 'check' in h['name'].lower()) for h in handlers]
+    for topic in POSTFIX_TOPICS:
+        mine = [is_check for listen, is_check in order if listen == topic]
+        assert mine == [True, False]
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_converged_record(role):
+    vars_path = os.path.join(ROOT, 'roles', role, 'vars', 'main.yml')
+    variables = load(vars_path) if os.path.exists(vars_path) else {}
+    if '__%s_stamp_spec' % role not in (variables or {}):
+        pytest.skip('%s records no converged state' % role)
+    for name in ('stamp_names', 'converged'):
+        assert '__%s_%s' % (role, name) in variables
+    tasks = tasks_of(role)
+    text = yaml.safe_dump([t for dummy, t in tasks])
+    digest = [i for i, (dummy, t) in enumerate(tasks) if '__%s_stamp_input' % role in (t.get('ansible.builtin.set_fact') or {})]
+    record = [i for i, (dummy, t) in enumerate(tasks) if 'record' in str((t.get('ansible.builtin.command') or {}).get('argv'))]
+    assert len(digest) == 1 and (t for t in tasks[digest[0]][1].get('tags', [])) and 'always' in tasks[digest[0]][1]['tags']
+    assert len(record) == 1
+    record_file, record_task = tasks[record[0]]
+    assert 'not ansible_check_mode' in record_task['when']
+    assert record_task['changed_when'] is False
+    # Every task of our modules is skipped through the converged flag: it sits in configure.yml (or a
+    # file configure.yml imports), which main.yml includes only when the role is not converged, or it
+    # carries the flag in its own condition.
+    files = dict((f, []) for f, dummy in tasks)
+    for f, task in tasks:
+        files[f].append(task)
+    gated_files = set()
+    for task in files.get('main.yml', []):
+        include = task.get('ansible.builtin.include_tasks')
+        if include and 'not __%s_converged' % role in str(task.get('when')):
+            gated_files.add(include['file'] if isinstance(include, dict) else include)
+    for f in sorted(gated_files):
+        for task in files.get(f, []):
+            imported = task.get('ansible.builtin.import_tasks')
+            if imported:
+                gated_files.add(imported)
+    for f, task in tasks:
+        module = [k for k in task if k.startswith('estafeta.postfix.')]
+        if module and module[0] not in ('estafeta.postfix.postqueue', 'estafeta.postfix.postfix_info') \
+                and f not in ('queue.yml', 'flush.yml', 'absent.yml'):
+            assert f in gated_files or '__%s_converged' % role in str(task.get('when')), (role, f, task['name'])
+    assert record_file in gated_files or 'not __%s_converged' % role in record_task['when']
+    assert '__%s_converged' % role in text
