@@ -249,6 +249,18 @@ def faults():
     bad = os.path.join(SCENARIO_DIR, 'tests', 'bad_change.yml')
     rc, out, dummy = playbook(bad)
     _FAULTS['bad'] = {'rc': rc, 'out': out}
+    # 5. A run with nothing to do: every role finds its converged-state record intact and skips its configuration.
+    rc, out, dummy = playbook(converge)
+    _FAULTS['noop'] = {'rc': rc, 'out': out}
+    # 6. Hand edits of what the roles manage: a main.cf parameter (anti_relay) and the mode of the relay password
+    #    table (smarthost). The records no longer match: those roles run in full and repair both.
+    _FAULTS['drift_before'] = [(s.check_output('postconf -h smtpd_helo_required'),
+                                s.check_output('stat -c %a /etc/postfix/sasl_passwd')) for s in servers]
+    for server in servers:
+        server.run('postconf -e smtpd_helo_required=no')
+        server.run('chmod 0644 /etc/postfix/sasl_passwd')
+    rc, out, dummy = playbook(converge)
+    _FAULTS['drift'] = {'rc': rc, 'out': out}
     return _FAULTS
 
 
@@ -337,3 +349,42 @@ def test_small_load(host, case):
     assert host.run('postqueue -j').stdout.strip() == ''
     case.evidence('100 sent, %d arrived, %d distinct queue ids (no duplicate), queue empty; %.0f messages/s end to end'
                   % (count, unique, count / seconds))
+
+
+def tasks_run(out):
+    """(task name, what follows its header) for every task of a run's output."""
+    return re.findall(r'^TASK \[([^\]]+)\][^\n]*\n(.*?)(?=^TASK \[|^PLAY RECAP|\Z)', out, re.M | re.S)
+
+
+def recap_changed(out):
+    """changed= of every server in a run's PLAY RECAP."""
+    return [int(m) for m in re.findall(r'^security-(?:bookworm|trixie)\s+:.*?changed=(\d+)', out, re.M)]
+
+
+def test_noop_run_skips_configuration(host, case, faults):
+    case('M05', 'A run with nothing to do, right after runs that changed things: every role finds its '
+                'converged-state record intact and skips its configuration tasks')
+    out = faults['noop']['out']
+    assert faults['noop']['rc'] == 0, out[-3000:]
+    assert recap_changed(out) == [0, 0], out[-2000:]
+    ran = sorted(set(name for name, body in tasks_run(out)
+                     if re.match(r'estafeta\.postfix\.\w+ : (Set|Write|Compose|Define|Build|Manage|Configure Dovecot)', name)
+                     and re.search(r'^(ok|changed): ', body, re.M)))
+    assert ran == [], ran
+    configure = re.findall(r'^TASK \[(estafeta\.postfix\.\w+) : Configure Postfix\]', out, re.M)
+    assert len(configure) >= 4
+    case.evidence('changed=0 on both servers; the configuration of %d roles (%s) was skipped as a whole; no '
+                  'task of the collection\'s modules ran' % (len(configure), ', '.join(c.split('.')[-1] for c in configure)))
+
+
+def test_managed_drift_repaired(host, case, faults):
+    case('M06', 'Hand edits of what the roles manage (smtpd_helo_required set to no in main.cf, the relay password '
+                'table made world-readable), then a run')
+    out = faults['drift']['out']
+    assert faults['drift']['rc'] == 0, out[-3000:]
+    assert all(c > 0 for c in recap_changed(out)), out[-2000:]
+    before = faults['drift_before'][0]
+    assert host.check_output('postconf -h smtpd_helo_required') == before[0]
+    assert host.check_output('stat -c %a /etc/postfix/sasl_passwd') == before[1] == '600'
+    case.evidence('the records no longer matched, so anti_relay and smarthost ran in full: smtpd_helo_required is %s '
+                  'again and /etc/postfix/sasl_passwd is mode 600 again (changed=%s)' % (before[0], recap_changed(out)))
