@@ -2,7 +2,7 @@
 #
 #   make demo    converge a complete mail server into a local Debian container and prove it works
 #   make test    lint + sanity + unit + molecule (installs everything it needs on a fresh machine)
-#   make bench   benchmark suite (about 25 min): writes docs/performance.md and docs/performance.json
+#   make bench   benchmark suite (about 30 min): writes docs/performance.md and docs/performance.json
 #   make stress  load test: 20 sessions x 500 messages through each converged server (Molecule scenario stress)
 #
 # Everything installs itself: the Python virtualenv (.venv), a Docker engine and the local
@@ -98,10 +98,11 @@ build: venv
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
 
-# Benchmarks, not part of `make test`. BENCH_ARGS e.g. "--only modules,fleet --fleet 1,4".
+# Benchmarks, not part of `make test`. BENCH_ARGS e.g. "--only modules,fleet --fleet 1,4" or "--only mitogen --merge".
+# bench/requirements.txt (Mitogen, matplotlib) goes into the venv for the benchmarks only.
 BENCH_ARGS ?=
 bench: venv host-deps images
-	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/python -m pip install -q matplotlib
+	$(BIN)/python -m pip install -q -r $(ROOT)/bench/requirements.txt
 	cd $(ROOT) && $(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 bench-modules: venv host-deps

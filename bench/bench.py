@@ -19,16 +19,23 @@ network made here is named bench-*.
   3. complete     playbooks/complete_mailserver.yml with the demo inventory's settings
   4. modules      bench/module_bench.py (postconf_set vs lineinfile, 10,000-entry postmap_file)
   5. fleet        the comparable workload on N = 1, 4, 8, 16 fresh hosts, forks = N
+  6. mitogen      the comparable workload (fresh converge, re-runs) and the floor with Mitogen for
+                  Ansible's mitogen_linear strategy on one fresh host and with the default strategy
+                  on another, in the same run; checks that our modules give the same results with it
 
-Options: --only floor,comparable,complete,modules,fleet  --fleet 1,4,8,16  --suite bookworm
+Options: --only floor,comparable,complete,modules,fleet,mitogen  --fleet 1,4,8,16  --suite bookworm
+Mitogen comes from bench/requirements.txt (installed by `make bench`, not by `make test`).
 """
 
 import argparse
 import datetime
 import importlib
+import importlib.metadata
 import importlib.util
 import json
 import os
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -154,23 +161,58 @@ def handler_names():
 HANDLERS = handler_names()
 
 
-def playbook(inventory, path, forks=1):
-    """Run a playbook; return wall seconds and per-run figures from the json callback."""
+class PlaybookFailed(SystemExit):
+    """A playbook or ad hoc run that failed; `failures` names the failed tasks and their messages."""
+
+    def __init__(self, what, failures, output):
+        SystemExit.__init__(self, '%s failed: %s' % (what, '; '.join(failures) or output[-1500:]))
+        self.failures = failures
+        self.output = output
+
+
+def failed_tasks(result):
+    """'task: message' for every failed or unreachable host result of a json callback result."""
+    out = []
+    for p in (result or {}).get('plays', []):
+        for t in p['tasks']:
+            for host, r in t['hosts'].items():
+                if r.get('failed') or r.get('unreachable'):
+                    out.append('%s (%s): %s' % (t['task']['name'], host, str(r.get('msg', ''))[:300]))
+    return out
+
+
+def ansible_run(cmd, forks=1, env_extra=None):
+    """Run ansible or ansible-playbook with the json callback; return (wall seconds, parsed result or None, process)."""
     env = dict(os.environ)
-    env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'),
+    env.update({'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json', 'ANSIBLE_LOAD_CALLBACK_PLUGINS': 'True',
+                'ANSIBLE_CONFIG': os.path.join(ROOT, 'ansible.cfg'),
                 'ANSIBLE_FORKS': str(forks), 'ANSIBLE_HOST_KEY_CHECKING': 'False'})
+    env.update(env_extra or {})
     start = time.monotonic()
-    proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', inventory, path], capture_output=True, text=True,
-                          env=env, cwd=ROOT, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.monotonic() - start
     try:
         result = json.loads(proc.stdout)
     except ValueError:
         result = None
+    return wall, result, proc
+
+
+def warnings_of(stderr):
+    return sorted(set(line.strip() for line in stderr.splitlines() if line.startswith(('[WARNING]', '[DEPRECATION WARNING]'))))
+
+
+def playbook(inventory, path, forks=1, env_extra=None, tag=''):
+    """Run a playbook; return wall seconds and per-run figures from the json callback.
+
+    env_extra: more environment (e.g. the Mitogen strategy); tag: suffix of the saved json result.
+    """
+    wall, result, proc = ansible_run([os.path.join(BIN, 'ansible-playbook'), '-i', inventory, path], forks, env_extra)
     if proc.returncode != 0 or result is None:
         sys.stderr.write(proc.stdout[-6000:] + proc.stderr[-3000:])
-        raise SystemExit('playbook %s failed' % path)
-    with open(os.path.join(CACHE, 'last-%s.json' % os.path.basename(path)), 'w') as f:
+        raise PlaybookFailed('playbook %s%s' % (os.path.basename(path), ' (%s)' % tag if tag else ''),
+                             failed_tasks(result), proc.stdout[-3000:] + proc.stderr[-3000:])
+    with open(os.path.join(CACHE, 'last-%s%s.json' % (os.path.basename(path), '-' + tag if tag else '')), 'w') as f:
         json.dump(result, f)
     stats = result['stats']
     handlers = sorted(set(t['task']['name'] for p in result['plays'] for t in p['tasks']
@@ -186,6 +228,10 @@ def playbook(inventory, path, forks=1):
         'changed_tasks': changed_tasks,
         'handlers': handlers,
         'hosts': len(stats),
+        'failures': sum(st['failures'] + st['unreachable'] for st in stats.values()),
+        'modules_run': sorted(set(h['action'] for p in result['plays'] for t in p['tasks'] for h in t['hosts'].values()
+                                  if h.get('action', '').startswith('estafeta.postfix.') and not h.get('skipped'))),
+        'warnings': warnings_of(proc.stderr),
     }
 
 
@@ -197,6 +243,7 @@ def best_runs(fn, count):
     best['changed'] = max(r['changed'] for r in runs)
     best['handlers'] = sorted(set(h for r in runs for h in r['handlers']))
     best['changed_tasks'] = sorted(set(h for r in runs for h in r['changed_tasks']))
+    best['failures'] = max(r.get('failures', 0) for r in runs)
     return best
 
 
@@ -248,6 +295,197 @@ def bench_workload(fleet, label, play, group_vars, reps):
         'apt_by_hand_seconds': by_hand,
         'converge_over_apt_by_hand': round(converge['seconds'] / by_hand, 2),
     }
+
+
+# ----------------------------------------------------------------------------- Mitogen
+
+MITOGEN_STRATEGY = 'mitogen_linear'
+
+# Our modules that the comparable workload does not run, ad hoc on the converged hosts after the
+# timed runs: read-only, or in check mode (nothing written).
+MODULE_CHECKS = (
+    ('postfix_info', 'estafeta.postfix.postfix_info', {}, False),
+    ('postqueue list', 'estafeta.postfix.postqueue', {'action': 'list'}, False),
+    ('master_service in check mode', 'estafeta.postfix.master_service',
+     {'name': 'benchcheck', 'type': 'unix', 'unpriv': 'n', 'chroot': 'n', 'command': 'pipe',
+      'args': ['flags=F', 'user=nobody', 'argv=/bin/true']}, True),
+)
+
+
+def collection_snapshot():
+    """A copy of the collection (galaxy.yml, meta, plugins, roles) under .cache/bench, and the collections path to it.
+
+    Both strategies converge this copy, so that edits to the working tree during the section cannot make
+    them run different code.
+    """
+    top = os.path.join(CACHE, 'mitogen-collection')
+    dest = os.path.join(top, 'ansible_collections', 'estafeta', 'postfix')
+    shutil.rmtree(top, ignore_errors=True)
+    os.makedirs(dest)
+    shutil.copy2(os.path.join(ROOT, 'galaxy.yml'), dest)
+    for sub in ('meta', 'plugins', 'roles'):
+        shutil.copytree(os.path.join(ROOT, sub), os.path.join(dest, sub), ignore=shutil.ignore_patterns('__pycache__', '*.pyc'))
+    site = [p for p in sys.path if p.endswith('site-packages') and os.path.isdir(os.path.join(p, 'ansible_collections'))]
+    return os.pathsep.join([top] + site)
+
+
+def mitogen_environment():
+    """Mitogen's version and the environment that selects its strategy; SystemExit when it is not installed."""
+    spec = importlib.util.find_spec('ansible_mitogen')
+    if spec is None:
+        raise SystemExit('Mitogen is not installed: %s -m pip install -r bench/requirements.txt (make bench does it)' % sys.executable)
+    return importlib.metadata.version('mitogen'), {
+        'ANSIBLE_STRATEGY_PLUGINS': os.path.join(os.path.dirname(spec.origin), 'plugins', 'strategy'),
+        'ANSIBLE_STRATEGY': MITOGEN_STRATEGY,
+    }
+
+
+def adhoc(inventory, module, module_args, env_extra=None, check=False):
+    """One module ad hoc against the inventory's host; its result without the invocation and internal keys."""
+    cmd = [os.path.join(BIN, 'ansible'), '-i', inventory, 'mailservers', '-m', module]
+    if module_args:
+        cmd += ['-a', json.dumps(module_args)]
+    if check:
+        cmd += ['--check', '--diff']
+    dummy, result, proc = ansible_run(cmd, env_extra=env_extra)
+    if proc.returncode != 0 or result is None:
+        raise PlaybookFailed('ansible -m %s' % module, failed_tasks(result), proc.stdout[-3000:] + proc.stderr[-3000:])
+    host_result = list(result['plays'][0]['tasks'][0]['hosts'].values())[0]
+    return dict((k, v) for k, v in host_result.items() if k != 'invocation' and not k.startswith('_'))
+
+
+def config_files(name):
+    """sha256 of every file under /etc/postfix (but the binary databases of indexed tables), /etc/mailname and /etc/aliases.
+
+    main.cf counts as its sorted lines: `postconf -e` appends new parameters in an order that changes from
+    one run to the next (Postfix's hash table order), with any strategy.
+    """
+    out = run(['docker', 'exec', name, 'sh', '-c',
+               "find /etc/postfix /etc/mailname /etc/aliases -type f ! -name '*.db' ! -name '*.lmdb' ! -name '*.cdb'"
+               " ! -path /etc/postfix/main.cf -print0 | xargs -0 sha256sum"
+               " && echo \"$(sort /etc/postfix/main.cf | sha256sum | cut -d' ' -f1)  /etc/postfix/main.cf (sorted lines)\""]).stdout
+    files = {}
+    for line in out.splitlines():
+        digest, path = line.split(None, 1)
+        files[path] = digest
+    return files
+
+
+def bench_mitogen(fleet, play, group_vars, reps):
+    """The comparable workload and the floor with Mitogen and with the default strategy, each on its own fresh host.
+
+    Both run the same copy of the collection (collection_snapshot). Mitogen converges first, so that a
+    package mirror warmed by the first converge favours the default strategy, not Mitogen; the re-runs and
+    floors alternate the order. A run that fails with Mitogen is recorded (the section then says it did not
+    work) instead of ending the benchmark.
+    """
+    version, mitogen_env = mitogen_environment()
+    code = {'ANSIBLE_COLLECTIONS_PATH': collection_snapshot()}
+    mitogen_env.update(code)
+    floor_play = os.path.join(HERE, 'playbooks', 'floor.yml')
+    setups = (('mitogen', 'bench-mitogen-linear', mitogen_env), ('default', 'bench-mitogen-default', code))
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    hosts = fleet.start([name for dummy, name, dummy2 in setups])
+    inv = dict((label, fleet.inventory({name: hosts[name]}, group_vars, name)) for label, name, dummy in setups)
+    runs = dict((label, {'reruns': [], 'floors': [], 'checks': {}}) for label, dummy, dummy2 in setups)
+    broken = {}
+
+    def measure(label, what, fn, *args, **kwargs):
+        if label in broken:
+            return None
+        try:
+            return fn(*args, **kwargs)
+        except PlaybookFailed as e:
+            if label != 'mitogen':
+                raise
+            broken[label] = '%s: %s' % (what, '; '.join(e.failures) or e.output[-1500:])
+            log('mitogen: %s FAILED with Mitogen: %s' % (what, broken[label]))
+            return None
+
+    try:
+        for label, name, extra in setups:
+            log('mitogen: first converge, %s strategy' % label)
+            runs[label]['converge'] = measure(label, 'first converge', playbook, inv[label], play, env_extra=extra, tag=name)
+        for i in range(reps):
+            for label, name, extra in (setups if i % 2 == 0 else setups[::-1]):
+                log('mitogen: re-run %d and floor %d, %s strategy' % (i + 1, i + 1, label))
+                for key, path, what in (('reruns', play, 're-run'), ('floors', floor_play, 'floor')):
+                    r = measure(label, '%s %d' % (what, i + 1), playbook, inv[label], path, env_extra=extra, tag=name)
+                    if r:
+                        runs[label][key].append(r)
+        for label, name, extra in setups:
+            log('mitogen: our other modules ad hoc, %s strategy' % label)
+            for check_name, module, module_args, check_mode in MODULE_CHECKS:
+                runs[label]['checks'][check_name] = measure(label, 'ansible -m %s' % module, adhoc, inv[label], module,
+                                                            module_args, env_extra=extra, check=check_mode)
+            runs[label]['files'] = config_files(name)
+            runs[label]['process'] = measure(label, 'ansible -m ansible.builtin.command', adhoc, inv[label], 'ansible.builtin.command',
+                                             {'argv': ['sh', '-c', "tr '\\0' ' ' < /proc/$PPID/cmdline"]}, env_extra=extra)
+    finally:
+        fleet.stop([name for dummy, name, dummy2 in setups])
+        shutil.rmtree(os.path.join(CACHE, 'mitogen-collection'), ignore_errors=True)
+
+    out = {'mitogen_version': version, 'ansible_core_version': importlib.metadata.version('ansible-core'),
+           'strategy': MITOGEN_STRATEGY, 'error': broken.get('mitogen'),
+           'load_average_at_start': load_start, 'load_average_at_end': [round(x, 2) for x in os.getloadavg()]}
+    for label, dummy, dummy2 in setups:
+        r = runs[label]
+        w = {'converge': r.get('converge'),
+             'rerun': best_runs(iter(r['reruns']).__next__, len(r['reruns'])) if r['reruns'] else None,
+             'floor': best_runs(iter(r['floors']).__next__, len(r['floors'])) if r['floors'] else None}
+        if w['rerun'] and w['floor']:
+            w['rerun_over_floor'] = round(w['rerun']['seconds'] / w['floor']['seconds'], 2)
+        out[label] = w
+    m, d = out['mitogen'], out['default']
+    out['speedup'] = dict((key, round(d[key]['seconds'] / m[key]['seconds'], 2) if m[key] else None)
+                          for key in ('converge', 'rerun', 'floor'))
+    # The same from the medians of the repetitions: on a busy machine, a second view of the same runs.
+    out['speedup_median'] = dict((key, round(statistics.median(d[key]['all_seconds']) / statistics.median(m[key]['all_seconds']), 2)
+                                  if m[key] else None) for key in ('rerun', 'floor'))
+    mruns = [x for x in (m['converge'], m['rerun'], m['floor']) if x]
+    out['modules_run'] = sorted(set(x for r in mruns for x in r['modules_run']) |
+                                set(module for name, module, dummy, dummy2 in MODULE_CHECKS if runs['mitogen']['checks'].get(name)))
+    out['warnings_with_mitogen_only'] = sorted(set(x for r in mruns for x in r['warnings'] if 'can be disabled by setting' not in x) -
+                                               set(x for r in (d['converge'], d['rerun'], d['floor']) for x in r['warnings']))
+
+    checks = []
+
+    def check(name, ok, detail):
+        checks.append({'check': name, 'ok': bool(ok), 'detail': detail})
+
+    check('every run with Mitogen ends without a failed task or unreachable host',
+          not broken and all(r['failures'] == 0 for r in mruns), broken.get('mitogen') or 'failures %d' % sum(r['failures'] for r in mruns))
+    if runs['mitogen'].get('process'):
+        names = dict((label, re.sub(r'\(mitogen:[^)]*\)', '(mitogen:...)', runs[label]['process'].get('stdout', '').strip()))
+                     for label in ('mitogen', 'default'))
+        check("modules run in Mitogen's interpreter on the host, not in a new one",
+              '(mitogen:' in names['mitogen'] and '(mitogen:' not in names['default'],
+              'parent process of a command task: %s with Mitogen, %s without' % (names['mitogen'], names['default']))
+    if m['converge']:
+        check('first converge: the same changed tasks as the default strategy',
+              m['converge']['changed'] == d['converge']['changed'] and m['converge']['changed_tasks'] == d['converge']['changed_tasks'],
+              'changed %d with Mitogen, %d without; changed tasks that differ: %s' % (
+                  m['converge']['changed'], d['converge']['changed'],
+                  ', '.join(sorted(set(m['converge']['changed_tasks']) ^ set(d['converge']['changed_tasks']))) or 'none'))
+    if m['rerun']:
+        check('zero changed and no handler on every re-run with Mitogen', m['rerun']['changed'] == 0 and not m['rerun']['handlers'],
+              'changed %d, handlers %s' % (m['rerun']['changed'], ', '.join(m['rerun']['handlers']) or 'none'))
+    if 'files' in runs['mitogen']:
+        differ = sorted(p for p in set(runs['mitogen']['files']) | set(runs['default']['files'])
+                        if runs['mitogen']['files'].get(p) != runs['default']['files'].get(p))
+        check('the same files under /etc/postfix, /etc/mailname and /etc/aliases as the default strategy', not differ,
+              '%d files compared; differ: %s' % (len(runs['default']['files']), ', '.join(differ) or 'none'))
+    for check_name, dummy, dummy2, dummy3 in MODULE_CHECKS:
+        got = runs['mitogen']['checks'].get(check_name)
+        if got is None:
+            continue
+        want = runs['default']['checks'][check_name]
+        check('%s: the same result as with the default strategy' % check_name, got == want,
+              'changed %s; %s' % (got.get('changed'), 'identical' if got == want else 'differ in: ' + ', '.join(
+                  sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k)))))
+    out['checks'] = checks
+    out['worked'] = not broken and all(c['ok'] for c in checks)
+    return out
 
 
 def bench_fleet(fleet, sizes, comparable_vars):
@@ -346,15 +584,23 @@ def targets(results):
     return out
 
 
+def earlier_runs(results):
+    """The runs whose sections --merge kept, newest first (older results have one `earlier_run`)."""
+    if 'earlier_runs' in results:
+        return results['earlier_runs']
+    return [results['earlier_run']] if results.get('earlier_run') else []
+
+
 def markdown(results):
     lines = ['# Performance', '',
              '<!-- Generated by `make bench` (bench/bench.py): do not edit by hand. -->', '',
              'Measured %s on %s. %s' % (results['measured'], results['machine'], results.get('note', '')), '']
-    runs = [results] + ([results['earlier_run']] if results.get('earlier_run') else [])
+    runs = [results] + earlier_runs(results)
     for r in runs:
-        lines.append('- Sections %s: run started %s, took %s s, load average %s at start and %s at end.' % (
+        lines.append('- Sections %s: run started %s, took %s s, load average %s at start and %s at end.%s' % (
             ', '.join(r.get('sections') or []), r.get('measured'), r.get('bench_seconds'),
-            r.get('load_average_at_start'), r.get('load_average_at_end')))
+            r.get('load_average_at_start'), r.get('load_average_at_end'),
+            ' ' + r['note'] if r is not results and r.get('note') else ''))
     lines += ['',
               'All playbook times are wall-clock times of `ansible-playbook` (start-up included) against',
               'systemd containers reached over SSH (pipelining and ControlPersist on), as a real fleet is',
@@ -415,17 +661,69 @@ def markdown(results):
         lines += ['', 'Marginal cost per extra host (least-squares slope): re-run %s s, first converge %s s.' % (
             f['marginal_rerun_seconds_per_host'], f['marginal_converge_seconds_per_host']), '',
             '![Wall time against the number of hosts](images/fleet-scaling.png)']
+    lines += mitogen_markdown(results.get('mitogen'))
     if results.get('limits'):
         lines += ['', '## What limits the figures', ''] + ['- ' + x for x in results['limits']]
     return '\n'.join(lines) + '\n'
 
 
+def mitogen_markdown(mg):
+    if not mg:
+        return []
+    lines = ['', '## Mitogen', '',
+             'The comparable workload and the floor with Mitogen for Ansible %s (strategy `%s`, ansible-core %s)' % (
+                 mg['mitogen_version'], mg['strategy'], mg['ansible_core_version']),
+             'on one fresh host, next to the default strategy (`linear`) on another fresh host, in the same run,',
+             'both from the same copy of the collection (`--only mitogen --merge` measures this section alone).',
+             'The Mitogen host converged first; the re-runs and floors alternated the order. Load average %s' % (
+                 ', '.join('%.2f' % x for x in mg['load_average_at_start'])),
+             'at the start of the section, %s at its end.' % ', '.join('%.2f' % x for x in mg['load_average_at_end']), '',
+             'Worked with our modules: **%s**.' % ('yes' if mg['worked'] else 'no'), '']
+    if mg.get('error'):
+        lines += ['Failed with Mitogen: %s' % mg['error'], '']
+    lines += ['| Strategy | Fresh converge (s) | Re-run (s) | Floor (s) | Re-run / floor | Changed (converge / re-run) |',
+              '|---|---|---|---|---|---|']
+
+    def cell(w, key):
+        r = w.get(key)
+        if not r:
+            return '-'
+        if 'all_seconds' in r:
+            return '%.1f (%s)' % (r['seconds'], ', '.join('%.1f' % x for x in r['all_seconds']))
+        return '%.1f' % r['seconds']
+
+    for label, title in (('default', 'default (`linear`)'), ('mitogen', 'Mitogen (`%s`)' % mg['strategy'])):
+        w = mg[label]
+        lines.append('| %s | %s | %s | %s | %s | %s / %s |' % (
+            title, cell(w, 'converge'), cell(w, 'rerun'), cell(w, 'floor'),
+            '%.2fx' % w['rerun_over_floor'] if w.get('rerun_over_floor') else '-',
+            w['converge']['changed'] if w.get('converge') else '-', w['rerun']['changed'] if w.get('rerun') else '-'))
+    sp, med = mg['speedup'], mg.get('speedup_median') or {}
+    lines.append('| speed-up with Mitogen (default time / Mitogen time) | %s | %s | %s | | |' % tuple(
+        '%.2fx' % sp[k] if sp.get(k) else '-' for k in ('converge', 'rerun', 'floor')))
+    lines.append('| the same from the medians of the repetitions | | %s | %s | | |' % tuple(
+        '%.2fx' % med[k] if med.get(k) else '-' for k in ('rerun', 'floor')))
+    lines += ['', '| Check | Result | Verdict |', '|---|---|---|']
+    for c in mg['checks']:
+        lines.append('| %s | %s | %s |' % (c['check'], c['detail'].replace('|', '/'), 'ok' if c['ok'] else 'FAILED'))
+    lines += ['',
+              '- Our modules run with Mitogen: %s' % (', '.join('`%s`' % x.split('.')[-1] for x in mg['modules_run']) or 'none'),
+              '  (the comparable workload, then the others ad hoc on the converged host: read-only, or in check mode).',
+              '- Files compared: everything under `/etc/postfix` but the binary databases of indexed tables (`postfix_info`',
+              '  reports whether they are current), `/etc/mailname`, `/etc/aliases`; `main.cf` as its sorted lines, because',
+              '  `postconf -e` appends new parameters in an order that changes from run to run, with either strategy.']
+    for x in mg.get('warnings_with_mitogen_only') or []:
+        lines.append('- Only with Mitogen, ansible-core warns: %s' % x)
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--only', default='floor,comparable,complete,modules,fleet')
+    parser.add_argument('--only', default='floor,comparable,complete,modules,fleet,mitogen')
     parser.add_argument('--fleet', default='1,4,8,16')
     parser.add_argument('--suite', default='bookworm')
     parser.add_argument('--reps', type=int, default=3)
+    parser.add_argument('--mitogen-reps', type=int, default=5, help='repetitions of each re-run and floor of the mitogen section')
     parser.add_argument('--note', default=os.environ.get('BENCH_NOTE', ''))
     parser.add_argument('--output', default=os.path.join(ROOT, 'docs'))
     parser.add_argument('--merge', action='store_true',
@@ -454,11 +752,15 @@ def main():
     }
     fleet = Fleet(args.suite)
     try:
-        if only & {'floor', 'comparable', 'complete', 'fleet'}:
+        if 'mitogen' in only:
+            mitogen_environment()  # before any container starts: fails at once when Mitogen is missing
+        if only & {'floor', 'comparable', 'complete', 'fleet', 'mitogen'}:
             fleet.prepare()
         if only & {'floor', 'comparable'}:
             results['comparable'] = bench_workload(fleet, 'comparable', os.path.join(HERE, 'playbooks', 'comparable.yml'),
                                                    comparable_vars, args.reps)
+        if 'mitogen' in only:
+            results['mitogen'] = bench_mitogen(fleet, os.path.join(HERE, 'playbooks', 'comparable.yml'), comparable_vars, args.mitogen_reps)
         if 'complete' in only:
             results['complete'] = bench_workload(fleet, 'complete', os.path.join(ROOT, 'playbooks', 'complete_mailserver.yml'),
                                                  complete_vars, max(2, args.reps - 1))
@@ -477,11 +779,18 @@ def main():
     if args.merge and os.path.exists(json_path):
         with open(json_path) as f:
             previous = json.load(f)
-        for key in ('comparable', 'complete', 'modules', 'fleet'):
+        for key in ('comparable', 'complete', 'modules', 'fleet', 'mitogen'):
             if key in previous and key not in results:
                 results[key] = previous[key]
-        keep = ('measured', 'sections', 'bench_seconds', 'load_average_at_start', 'load_average_at_end')
-        results['earlier_run'] = dict((k, previous.get(k)) for k in keep)
+        keep = ('measured', 'sections', 'bench_seconds', 'load_average_at_start', 'load_average_at_end', 'note')
+        # A run stays listed while a section it measured is shown and was not measured again since.
+        covered = set('comparable' if x == 'floor' else x for x in only)
+        results['earlier_runs'] = []
+        for r in [dict((k, previous.get(k)) for k in keep)] + earlier_runs(previous):
+            sections = set('comparable' if x == 'floor' else x for x in r.get('sections') or [])
+            if sections - covered:
+                results['earlier_runs'].append(r)
+            covered |= sections
     return report(results, args.output)
 
 
@@ -509,6 +818,14 @@ def report(results, output):
         f.write(markdown(results))
     for name, measured, ok in targets(results):
         print('%-70s %-45s %s' % (name, measured, verdict(ok)))
+    mg = results.get('mitogen')
+    if mg:
+        print('Mitogen %s (%s): worked %s; speed-up converge %s, re-run %s, floor %s (medians: re-run %s, floor %s)' % (
+            mg['mitogen_version'], mg['strategy'], 'yes' if mg['worked'] else 'NO',
+            mg['speedup']['converge'], mg['speedup']['rerun'], mg['speedup']['floor'],
+            (mg.get('speedup_median') or {}).get('rerun'), (mg.get('speedup_median') or {}).get('floor')))
+        for c in mg['checks']:
+            print('  %-100s %s' % (c['check'], 'ok' if c['ok'] else 'FAILED: ' + c['detail']))
     print('bench took %.0f s; results in %s/performance.md and performance.json' % (results['bench_seconds'], output))
     return 0
 
