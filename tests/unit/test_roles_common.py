@@ -91,11 +91,15 @@ def test_converged_record(role):
         include = task.get('ansible.builtin.include_tasks')
         if include and 'not __%s_converged' % role in str(task.get('when')):
             gated_files.add(include['file'] if isinstance(include, dict) else include)
-    for f in sorted(gated_files):
-        for task in files.get(f, []):
-            imported = task.get('ansible.builtin.import_tasks')
-            if imported:
-                gated_files.add(imported)
+    pending = sorted(gated_files)
+    while pending:
+        for task in files.get(pending.pop(), []):
+            for key in ('ansible.builtin.import_tasks', 'ansible.builtin.include_tasks'):
+                inner = task.get(key)
+                inner = inner.get('file') if isinstance(inner, dict) else inner
+                if inner and inner not in gated_files:
+                    gated_files.add(inner)
+                    pending.append(inner)
     for f, task in tasks:
         module = [k for k in task if k.startswith('estafeta.postfix.')]
         if module and module[0] not in ('estafeta.postfix.postqueue', 'estafeta.postfix.postfix_info') \
