@@ -2,12 +2,17 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Smarthost: mail goes through the relay, authenticated and over TLS; a wrong password keeps it queued.
+"""Null clients converged by playbooks/null_client.yml with the example inventory's settings.
 
-Runs on every client (group mailservers); the relay is reached as a second testinfra host.
+Mail goes through the relay, authenticated and over TLS; a wrong password keeps it queued. The
+tls role's certificate is the one the client's own SMTP server presents, and the example's
+null client listens on the loopback only.
+
+Runs on every client (group null_clients); the relay is reached as a second testinfra host.
 """
 
 import json
+import re
 import time
 import uuid
 
@@ -41,6 +46,11 @@ def wait(predicate, timeout=60):
             return True
         time.sleep(2)
     return False
+
+
+def client_name(host):
+    """The client's name on the scenario's network."""
+    return host.backend.get_hostname().replace('smarthost-', 'client-')
 
 
 def relay_message(token):
@@ -88,6 +98,9 @@ def test_mail_arrives_authenticated_over_tls(host):
     assert 'TLS connection established from' in log
     client_log = host.file('/var/log/mail.log').content_string
     assert 'relay=relay.example.test' in client_log
+    # The client side of that TLS session, as the tls role's smtp_tls_loglevel reports it.
+    assert re.search(r'TLS connection established to relay\.example\.test\[[^]]+\]:587: TLSv1\.[23] ', client_log), \
+        [line for line in client_log.splitlines() if 'TLS' in line][-5:]
 
 
 def test_sender_dependent_credentials(host):
@@ -122,3 +135,37 @@ def test_password_not_in_logs(host):
     log = host.file('/var/log/mail.log').content_string
     assert 'relay-secret-1' not in log
     assert 'alt-secret-2' not in log
+
+
+def test_listens_on_loopback_only(host):
+    """The example's null client: no SMTP service on the network, no local domain."""
+    assert host.check_output('postconf -h inet_interfaces') == 'loopback-only'
+    assert host.check_output('postconf -h mydestination') == ''
+    listeners = host.check_output("ss -Hltn 'sport = :25' | awk '{print $4}'").split()
+    assert listeners and all(addr.startswith(('127.0.0.1:', '[::1]:')) for addr in listeners), listeners
+    # A real connection from the relay, on the client's network address, is refused.
+    res = RELAY.run('swaks --server %s --port 25 --quit-after CONNECT', client_name(host))
+    assert res.rc != 0
+    assert 'Connection refused' in res.stdout + res.stderr, res.stdout + res.stderr
+
+
+def test_tls_certificate_and_key(host):
+    cert = host.file('/etc/ssl/certs/postfix.pem')
+    key = host.file('/etc/ssl/private/postfix.key')
+    assert cert.exists and cert.user == 'root' and cert.mode == 0o644
+    assert key.exists and key.user == 'root' and key.group == 'root' and key.mode == 0o600
+    assert host.check_output('postconf -h smtpd_tls_cert_file') == cert.path
+    assert host.check_output('postconf -h smtpd_tls_key_file') == key.path
+    # The key is the certificate's.
+    assert host.check_output('openssl x509 -in %s -noout -pubkey', cert.path) == \
+        host.check_output('openssl pkey -in %s -pubout', key.path)
+
+
+def test_starttls_presents_the_certificate(host):
+    """An SMTP session on the loopback: STARTTLS is offered and the handshake shows the role's certificate."""
+    res = host.run('swaks --server 127.0.0.1 --port 25 --tls --quit-after TLS')
+    assert res.rc == 0, res.stdout + res.stderr
+    assert '250-STARTTLS' in res.stdout and 'TLS started' in res.stdout, res.stdout
+    fingerprint = 'openssl x509 -noout -fingerprint -sha256'
+    served = host.check_output('openssl s_client -starttls smtp -connect 127.0.0.1:25 </dev/null 2>/dev/null | ' + fingerprint)
+    assert served and served == host.check_output(fingerprint + ' -in /etc/ssl/certs/postfix.pem')

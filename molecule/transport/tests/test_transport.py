@@ -2,14 +2,33 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Transport table: table content, and real routing to a listener on port 10025."""
+"""Transport hubs converged by playbooks/transport_hub.yml with the example inventory's settings.
 
+Table content (the example's routes and the test's), real routing to a listener on port 10025,
+and the anti_relay role in SMTP sessions from the other hub (a client outside mynetworks):
+relaying is refused, also to the routed domains, while the hub's own clients (the loopback) may
+relay; MAIL before HELO and sender domains unknown to DNS are refused.
+"""
+
+import ipaddress
 import time
 import uuid
 
 import pytest
+import testinfra
 
 SINK_DIR = "/var/tmp/smtp-sink"
+# A foreign domain that resolves inside the containers (Debian's mirror): the anti_relay role
+# checks the sender's domain in DNS.
+FOREIGN = "deb.debian.org"
+# An SMTP session that sends MAIL FROM without greeting first; prints the server's answer.
+MAIL_WITHOUT_HELO = """
+import smtplib, sys
+session = smtplib.SMTP(sys.argv[1], 25)
+code, text = session.docmd("MAIL FROM:<someone@%s>")
+print(code, text.decode())
+session.quit()
+""" % FOREIGN
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +47,16 @@ def sink(host):
 
 
 def send(host, to, subject):
+    """From the hub itself (in mynetworks), as root@myhostname (the anti_relay role wants a fully-qualified sender)."""
     return host.run(
-        "swaks --server 127.0.0.1 --port 25 --from root@localhost --to %s --header 'Subject: %s' --body 'transport test'" % (to, subject))
+        "swaks --server 127.0.0.1 --port 25 --from root@%s --to %s --header 'Subject: %s' --body 'transport test'"
+        % (host.check_output("postconf -h myhostname"), to, subject))
+
+
+def other_hub(host):
+    """The other hub of the scenario: a client whose address is not in this hub's mynetworks."""
+    name = host.backend.get_hostname()
+    return testinfra.get_host("docker://" + ("transport-trixie" if name == "transport-bookworm" else "transport-bookworm"))
 
 
 def wait_for(host, command, timeout=60):
@@ -43,6 +70,11 @@ def wait_for(host, command, timeout=60):
 
 def test_main_cf(host):
     assert host.check_output("postconf -h transport_maps") == "hash:/etc/postfix/transport"
+    # The example's hub keeps the default identity: myhostname from the facts, mydomain from group_vars/all.yml.
+    assert host.check_output("postconf -h myhostname") == host.check_output("hostname -f")
+    assert host.check_output("postconf -h mydomain") == "example.com"
+    assert host.check_output("postconf -h smtpd_relay_restrictions") == \
+        "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
 
 
 @pytest.mark.parametrize("key,value", [
@@ -83,3 +115,37 @@ def test_address_route_wins_over_domain_route(host, sink):
     res = send(host, "otro@dominio6.example", "otro")
     assert res.rc != 0
     assert "<** 550 5.7.1 <otro@dominio6.example>: Recipient address rejected: dominio6.example no longer receives mail" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize("to", ["victim@" + FOREIGN, "usuario@enrutado.example"])
+def test_relay_refused_from_outside(host, to):
+    """A real SMTP session from the other hub's container: not in mynetworks, so no relaying."""
+    client = other_hub(host)
+    address = ipaddress.ip_address(client.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1"))
+    networks = host.check_output("postconf -h mynetworks").replace(",", " ").split()
+    assert networks and not any(address in ipaddress.ip_network(net.strip("[]").replace("]/", "/"), strict=False)
+                                for net in networks), networks
+    server = host.check_output("hostname -s")
+    res = client.run("swaks --server %s --port 25 --from someone@%s --to %s --quit-after RCPT", server, FOREIGN, to)
+    assert res.rc != 0
+    assert "<** 554 5.7.1 <%s>: Relay access denied" % to in res.stdout, res.stdout
+    # The same recipient from the hub's own client (the loopback, in mynetworks) passes RCPT.
+    res = host.run("swaks --server 127.0.0.1 --port 25 --from someone@%s --to %s --quit-after RCPT", FOREIGN, to)
+    assert res.rc == 0, res.stdout
+
+
+def test_anti_relay_checks_from_outside(host):
+    """What the anti_relay role adds to the base role, in real SMTP sessions from the other hub."""
+    client = other_hub(host)
+    server = host.check_output("hostname -s")
+    local = "postmaster@" + host.check_output("postconf -h myhostname")
+    # smtpd_helo_required: MAIL FROM before HELO/EHLO is refused.
+    res = client.run("python3 -c %s %s", MAIL_WITHOUT_HELO, server)
+    assert res.rc == 0, res.stderr
+    assert res.stdout.startswith("503 5.5.1"), res.stdout
+    # reject_unknown_sender_domain: a sender domain that does not exist in DNS, to a local recipient.
+    res = client.run("swaks --server %s --port 25 --from someone@nowhere.invalid --to %s --quit-after RCPT", server, local)
+    assert res.rc != 0
+    assert "<** 450 4.1.8 <someone@nowhere.invalid>: Sender address rejected: Domain not found" in res.stdout, res.stdout
+    res = client.run("swaks --server %s --port 25 --from someone@%s --to %s --quit-after RCPT", server, FOREIGN, local)
+    assert res.rc == 0, res.stdout
