@@ -288,6 +288,36 @@ def _read_service(runner, tx, service):
     return current, set(parse_unused(err, 'master'))
 
 
+def sort_appended(path, new_names):
+    """Put the parameters ``postconf -e`` appended to main.cf in the order of ``new_names``.
+
+    ``postconf -e`` appends parameters that were not set yet at the end of main.cf, one line each,
+    in the order of its internal hash table, which differs from run to run: the same run on two
+    hosts would give two main.cf files with the same settings in a different order. Only when the
+    last lines of the file are exactly one ``name = value`` line for each new name are they put in
+    order; anything else is left as postconf wrote it.
+    """
+    if len(new_names) < 2:
+        return
+    with open(path, 'rb') as f:
+        text = f.read().decode('utf-8', 'surrogateescape')
+    lines = text.split('\n')
+    trailing = lines[-1] == ''
+    body = lines[:-1] if trailing else lines
+    tail = body[-len(new_names):]
+    by_name = {}
+    for line in tail:
+        name = line.partition('=')[0].strip()
+        if not line.startswith(name + ' =') or name in by_name:
+            return
+        by_name[name] = line
+    if sorted(by_name) != sorted(new_names):
+        return
+    body = body[:-len(new_names)] + [by_name[name] for name in new_names]
+    with open(path, 'wb') as f:
+        f.write(('\n'.join(body) + ('\n' if trailing else '')).encode('utf-8', 'surrogateescape'))
+
+
 def apply(runner, config_dir, params, state='present', service=None, allow_unknown=False,
           check_mode=False, check=True, backup_func=None, mover=None, want_diff=False):
     """Bring ``params`` to ``state`` in main.cf (or in master.cf overrides of ``service``).
@@ -327,6 +357,8 @@ def apply(runner, config_dir, params, state='present', service=None, allow_unkno
         if to_set:
             runner.run(base + ['-e'] + ['%s%s=%s' % (prefix, n, v) for n, v in to_set],
                        what='postconf %s-e' % ('-P ' if service else ''))
+            if not service:
+                sort_appended(tx.path('main.cf'), [n for n, v in to_set if n not in current])
         if to_remove:
             runner.run(base + ['-X'] + [prefix + n for n in to_remove],
                        what='postconf %s-X' % ('-P ' if service else ''))

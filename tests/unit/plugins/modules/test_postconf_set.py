@@ -9,6 +9,7 @@ __metaclass__ = type
 
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -403,3 +404,23 @@ def test_installed_main_cf_is_read_at_once(run_module, postfix_dir):
     started = time.time()
     assert postconf(postfix_dir, '-h', 'message_size_limit').strip() == '20480000'
     assert time.time() - started < 1.0
+
+
+def test_new_parameters_in_a_stable_order(run_module, tmp_path, postfix_dir):
+    """postconf -e appends new parameters in hash-table order; the module puts them in name order,
+    so the same run gives the same main.cf, byte for byte, on every host."""
+    params = dict(('smtpd_%s' % n, 'yes') for n in ('helo_required', 'delay_reject', 'tls_received_header',
+                                                       'sasl_auth_enable', 'tls_loglevel'))
+    params.update({'message_size_limit': '2048000', 'delay_warning_time': '3h', 'biff': 'no'})
+    texts = set()
+    for i in range(4):
+        conf = str(tmp_path / ('copy%d' % i))
+        shutil.copytree(postfix_dir, conf)
+        settle(conf)
+        result = run_module(postconf_set, {'config_dir': conf, 'params': params})
+        assert result['changed'] is True
+        with open(os.path.join(conf, 'main.cf')) as f:
+            texts.add(f.read())
+    assert len(texts) == 1
+    appended = [line.partition(' =')[0] for line in texts.pop().splitlines()[-6:]]
+    assert appended == sorted(appended)
