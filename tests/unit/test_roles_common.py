@@ -16,7 +16,6 @@ __metaclass__ = type
 
 import glob
 import os
-import re
 
 import pytest
 import yaml

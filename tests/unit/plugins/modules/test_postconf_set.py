@@ -409,8 +409,8 @@ def test_installed_main_cf_is_read_at_once(run_module, postfix_dir):
 def test_new_parameters_in_a_stable_order(run_module, tmp_path, postfix_dir):
     """postconf -e appends new parameters in hash-table order; the module puts them in name order,
     so the same run gives the same main.cf, byte for byte, on every host."""
-    params = dict(('smtpd_%s' % n, 'yes') for n in ('helo_required', 'delay_reject', 'tls_received_header',
-                                                       'sasl_auth_enable', 'tls_loglevel'))
+    names = ('helo_required', 'delay_reject', 'tls_received_header', 'sasl_auth_enable', 'tls_loglevel')
+    params = dict(('smtpd_%s' % n, 'yes') for n in names)
     params.update({'message_size_limit': '2048000', 'delay_warning_time': '3h', 'biff': 'no'})
     texts = set()
     for i in range(4):
