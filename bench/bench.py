@@ -499,10 +499,13 @@ def bench_fleet(fleet, sizes, comparable_vars):
             inv = fleet.inventory(hosts, comparable_vars, 'fleet-%d' % n)
             converge = playbook(inv, play, forks=n)
             rerun = playbook(inv, play, forks=n)
+            # The floor on the same N hosts: what facts and one command cost at this fleet size.
+            floor = playbook(inv, os.path.join(HERE, 'playbooks', 'floor.yml'), forks=n)
         finally:
             fleet.stop(names)
         points.append({'hosts': n, 'converge_seconds': converge['seconds'], 'rerun_seconds': rerun['seconds'],
-                       'rerun_changed': rerun['changed'], 'rerun_handlers': rerun['handlers']})
+                       'rerun_changed': rerun['changed'], 'rerun_handlers': rerun['handlers'],
+                       'floor_seconds': floor['seconds']})
     base = points[0]
     for p in points:
         p['rerun_over_single'] = round(p['rerun_seconds'] / base['rerun_seconds'], 2)
@@ -654,10 +657,13 @@ def markdown(results):
     if f:
         lines += ['', '## Fleet scaling', '',
                   'The comparable workload against N fresh hosts at once, `forks = N`.', '',
-                  '| Hosts | First converge (s) | Re-run (s) | Re-run / single host | Changed on re-run |', '|---|---|---|---|---|']
+                  '| Hosts | First converge (s) | Re-run (s) | Re-run / single host | Floor at N hosts (s) | Re-run / floor | '
+                  'Changed on re-run |', '|---|---|---|---|---|---|---|']
         for pt in f['points']:
-            lines.append('| %d | %.1f | %.1f | %.2fx | %d |' % (
-                pt['hosts'], pt['converge_seconds'], pt['rerun_seconds'], pt['rerun_over_single'], pt['rerun_changed']))
+            floor = pt.get('floor_seconds')
+            lines.append('| %d | %.1f | %.1f | %.2fx | %s | %s | %d |' % (
+                pt['hosts'], pt['converge_seconds'], pt['rerun_seconds'], pt['rerun_over_single'],
+                '%.1f' % floor if floor else '-', '%.2fx' % (pt['rerun_seconds'] / floor) if floor else '-', pt['rerun_changed']))
         lines += ['', 'Marginal cost per extra host (least-squares slope): re-run %s s, first converge %s s.' % (
             f['marginal_rerun_seconds_per_host'], f['marginal_converge_seconds_per_host']), '',
             '![Wall time against the number of hosts](images/fleet-scaling.png)']
