@@ -73,6 +73,10 @@ def test_converged_record(role):
     assert "estafeta.postfix.stamp_input('%s')" % role in variables['__%s_stamp_input' % role]
     tasks = tasks_of(role)
     text = yaml.safe_dump([t for dummy, t in tasks])
+    # The role's first task ends it on a converged host, before anything reaches the host.
+    first = load(os.path.join(ROOT, 'roles', role, 'tasks', 'main.yml'))[0]
+    assert first.get('ansible.builtin.meta') == 'end_role'
+    assert str(first['when']).startswith('__%s_converged' % role)
     record = [i for i, (dummy, t) in enumerate(tasks) if 'record' in str((t.get('ansible.builtin.command') or {}).get('argv'))]
     assert len(record) == 1
     record_file, record_task = tasks[record[0]]
@@ -85,7 +89,7 @@ def test_converged_record(role):
     for f, task in tasks:
         files[f].append(task)
     gated_files = set()
-    for task in files.get('main.yml', []):
+    for task in files.get('main.yml', [])[1:]:
         include = task.get('ansible.builtin.include_tasks')
         if include and 'not __%s_converged' % role in str(task.get('when')):
             gated_files.add(include['file'] if isinstance(include, dict) else include)
@@ -105,3 +109,13 @@ def test_converged_record(role):
             assert f in gated_files or '__%s_converged' % role in str(task.get('when')), (role, f, task['name'])
     assert record_file in gated_files or 'not __%s_converged' % role in record_task['when']
     assert '__%s_converged' % role in text
+
+
+def test_common_ends_early_where_the_probe_is_current():
+    tasks = load(os.path.join(ROOT, 'roles', 'common', 'tasks', 'main.yml'))
+    assert tasks[0].get('ansible.builtin.meta') == 'end_role'
+    assert '__common_probe_digest' in tasks[0]['when']
+    # The report is a role variable, not a fact set by a task: no worker process per host.
+    variables = load(os.path.join(ROOT, 'roles', 'common', 'vars', 'main.yml'))
+    assert 'estafeta.postfix.host_probe' in variables['__common_probe']
+    assert not [t for t in tasks if 'ansible.builtin.set_fact' in t]

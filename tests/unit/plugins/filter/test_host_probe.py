@@ -18,7 +18,7 @@ NOW = 1800000000
 
 
 def report(**changes):
-    data = {'schema': SCHEMA, 'epoch': NOW - 5, 'probe': 'x' * 64, 'packages': ['postfix', 'postfix-pcre'],
+    data = {'schema': SCHEMA, 'epoch': NOW - 5, 'probe': 'x' * 64, 'packages': {'postfix': '3.7.11-0+deb12u1', 'postfix-pcre': '3.7.11-0+deb12u1'},
             'services': {'postfix': {'active': 'active', 'enabled': 'enabled'}}, 'mailname': 'mail.example.org',
             'stamps': {'base': {'input': 'a' * 64, 'intact': True}}}
     data.update(changes)
@@ -28,7 +28,7 @@ def report(**changes):
 def test_current_report_is_trusted():
     result = host_probe(report(), now=NOW)
     assert result['trusted'] is True
-    assert result['packages'] == ['postfix', 'postfix-pcre']
+    assert sorted(result['packages']) == ['postfix', 'postfix-pcre']
     assert result['services']['postfix'] == {'active': 'active', 'enabled': 'enabled'}
     assert result['mailname'] == 'mail.example.org'
     assert result['stamps'] == {'base': {'input': 'a' * 64, 'intact': True}}
@@ -43,7 +43,7 @@ def test_current_report_is_trusted():
 ], ids=['none', 'empty-string', 'no-local-facts', 'no-probe', 'other-schema', 'stale', 'future', 'bad-epoch'])
 def test_untrusted_report_is_empty(facts):
     result = host_probe(facts, now=NOW)
-    assert result == {'trusted': False, 'packages': [], 'services': {}, 'mailname': '', 'stamps': {}}
+    assert result == {'trusted': False, 'packages': {}, 'services': {}, 'mailname': '', 'stamps': {}}
 
 
 def test_max_age():
@@ -54,7 +54,7 @@ def test_max_age():
 def test_malformed_parts_are_dropped():
     result = host_probe(report(packages='postfix', services=['x'], mailname=None, stamps='x'), now=NOW)
     assert result['trusted'] is True
-    assert (result['packages'], result['services'], result['mailname'], result['stamps']) == ([], {}, '', {})
+    assert (result['packages'], result['services'], result['mailname'], result['stamps']) == ({}, {}, '', {})
 
 
 def test_not_a_mapping():
