@@ -16,6 +16,7 @@ __metaclass__ = type
 
 import glob
 import os
+import re
 
 import pytest
 import yaml
@@ -119,3 +120,27 @@ def test_common_ends_early_where_the_probe_is_current():
     variables = load(os.path.join(ROOT, 'roles', 'common', 'vars', 'main.yml'))
     assert 'estafeta.postfix.host_probe' in variables['__common_probe']
     assert not [t for t in tasks if 'ansible.builtin.set_fact' in t]
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_end_role_waits_for_every_probe_guarded_step(role):
+    """A role may end early only when no step the probe guards is still needed.
+
+    What the probe shows still to do (packages, services, /etc/mailname) is named in vars/main.yml
+    as ``__<role>_..._needed``; the role's first task must not end the role while one of them is
+    true, and the guarded tasks use the same names.
+    """
+    vars_path = os.path.join(ROOT, 'roles', role, 'vars', 'main.yml')
+    variables = load(vars_path) if os.path.exists(vars_path) else {}
+    if '__%s_converged' % role not in (variables or {}):
+        pytest.skip('%s records no converged state' % role)
+    probe_vars = sorted(name for name, value in variables.items()
+                        if re.search(r'__common_probe\.(packages|services|mailname)', str(value)))
+    needed = [name for name in probe_vars if name != '__%s_converged' % role]
+    assert all(re.match(r'^__%s_\w+_needed$' % role, name) for name in needed), needed
+    first = load(os.path.join(ROOT, 'roles', role, 'tasks', 'main.yml'))[0]
+    for name in needed:
+        assert 'not %s' % name in first['when'], (role, name)
+    text = yaml.safe_dump([t for dummy, t in tasks_of(role)])
+    for name in needed:
+        assert text.count(name) >= 2, '%s is used by the end of the role only, not by the step it guards' % name
