@@ -18,7 +18,8 @@ NOW = 1800000000
 
 
 def report(**changes):
-    data = {'schema': SCHEMA, 'epoch': NOW - 5, 'probe': 'x' * 64, 'packages': {'postfix': '3.7.11-0+deb12u1', 'postfix-pcre': '3.7.11-0+deb12u1'},
+    data = {'schema': SCHEMA, 'epoch': NOW - 5, 'probe': 'x' * 64,
+            'packages': {'postfix': '3.7.11-0+deb12u1', 'postfix-pcre': '3.7.11-0+deb12u1'},
             'services': {'postfix': {'active': 'active', 'enabled': 'enabled'}}, 'mailname': 'mail.example.org',
             'stamps': {'base': {'input': 'a' * 64, 'intact': True}}}
     data.update(changes)
