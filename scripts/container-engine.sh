@@ -106,11 +106,6 @@ build_image() {
         printf 'FROM debian:%s\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y %s %s && apt-get clean\nCMD ["/lib/systemd/systemd"]\n' \
             "$suite" "${BASE_PACKAGES//,/ }" "$EXTRA_PACKAGES" | docker build -t "$tag" - >/dev/null
     else
-        command -v debootstrap >/dev/null 2>&1 || {
-            [ "$(id -u)" = 0 ] || die "debootstrap is missing: apt-get install debootstrap"
-            say "installing debootstrap"
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap >/dev/null || die "apt-get install debootstrap failed"
-        }
         [ "$(id -u)" = 0 ] || die "building images with debootstrap needs root"
         local work
         work=$(mktemp -d "${TMPDIR:-/tmp}/estafeta-rootfs.XXXXXX")
@@ -138,6 +133,16 @@ ensure_images() {
         else
             mkdir -p "$CACHE/apt"
         fi
+    fi
+    # Host packages are installed here, once, before the parallel builds: two apt-get calls at
+    # the same time collide on the dpkg lock.
+    if [ "${ESTAFETA_BASE_IMAGE_FROM_REGISTRY:-0}" != 1 ] && ! command -v debootstrap >/dev/null 2>&1; then
+        [ "$(id -u)" = 0 ] || die "debootstrap is missing: apt-get install debootstrap"
+        say "installing debootstrap"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q debootstrap >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
+            || die "apt-get install debootstrap failed"
     fi
     local pids=() suite
     for suite in $SUITES; do

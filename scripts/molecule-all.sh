@@ -18,7 +18,9 @@ run_one() {
     local s=$1 start rc
     start=$(date +%s)
     echo "---- molecule: $s started"
-    molecule test -s "$s" >"$LOGS/$s.log" 2>&1
+    # Container and network names are per scenario: one run of a scenario at a time on this machine
+    # (another checkout may be running the same one).
+    flock "${TMPDIR:-/tmp}/estafeta-molecule-$s.lock" molecule test -s "$s" >"$LOGS/$s.log" 2>&1
     rc=$?
     local secs=$(( $(date +%s) - start ))
     if [ $rc = 0 ]; then
