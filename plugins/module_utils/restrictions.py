@@ -307,6 +307,19 @@ def compose(current, owner, items, remove, state, name, present=True):
     return new_items, new_state, conflicts
 
 
+def composed(state, name):
+    """List ``name`` as exactly the composition of every owner's recorded items (pure function).
+
+    Owners in sorted name order, each owner's items in its order, de-duplicated, then sorted by
+    :func:`rank` (stable). What ``exclusive=true`` writes.
+    """
+    items = []
+    owners = state.get(name, {})
+    for owner in sorted(owners):
+        items.extend(owners[owner])
+    return order(_dedupe(items))
+
+
 def render(items):
     """The main.cf value of a list of items."""
     return ', '.join(items)
@@ -335,7 +348,7 @@ def _default_is_empty(runner, tx, name):
 
 
 def apply(runner, config_dir, name, owner, items, state='present', remove=None, allow_unknown=False,
-          check_mode=False, check=True, backup_func=None, mover=None, want_diff=False):
+          check_mode=False, check=True, backup_func=None, mover=None, want_diff=False, exclusive=False):
     """Bring the contribution of ``owner`` to list ``name`` to ``state``; see the module docs.
 
     Returns a result dict (``changed``, ``value``, ``items``, ``owned``, ``diff``, ``backup_file``,
@@ -359,6 +372,8 @@ def apply(runner, config_dir, name, owner, items, state='present', remove=None, 
         if present:
             check_known(items, classes, allow_unknown)
         new_items, new_record, conflicts = compose(current, owner, items, remove, record, name, present)
+        if exclusive:
+            new_items = composed(new_record, name)
         for item in conflicts:
             result['warnings'].append('"%s" stays in %s: another owner (%s) contributes it.' % (
                 item, name, ', '.join(sorted(o for o, i in record.get(name, {}).items() if item in i and o != owner))))

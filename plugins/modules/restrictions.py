@@ -91,6 +91,14 @@ options:
       - Accept restriction names this module does not know (for example one added by a newer Postfix).
     type: bool
     default: false
+  exclusive:
+    description:
+      - With V(true), the list becomes exactly the composition of every owner's recorded items, in the
+        module's safe order. Items nobody owns (written by hand) are removed, so a hand edit of a list the
+        roles manage is undone. The collection's roles use V(true).
+      - With V(false), items nobody owns are kept.
+    type: bool
+    default: false
 notes:
   - The module does not reload Postfix; notify a handler that runs C(postfix reload).
   - Do not set the managed lists with M(estafeta.postfix.postconf_set) as well, or the two will fight.
@@ -193,6 +201,7 @@ def main():
             remove=dict(type='list', elements='str', default=[]),
             state=dict(type='str', default='present', choices=['present', 'absent']),
             allow_unknown=dict(type='bool', default=False),
+            exclusive=dict(type='bool', default=False),
             config_dir=dict(type='path', default='/etc/postfix'),
             backup=dict(type='bool', default=False),
             check=dict(type='bool', default=True),
@@ -203,7 +212,7 @@ def main():
     try:
         result = apply(
             ModuleRunner(module), p['config_dir'], p['name'], p['owner'], p['items'],
-            state=p['state'], remove=p['remove'], allow_unknown=p['allow_unknown'],
+            state=p['state'], remove=p['remove'], allow_unknown=p['allow_unknown'], exclusive=p['exclusive'],
             check_mode=module.check_mode, check=p['check'],
             backup_func=module.backup_local if p['backup'] else None,
             mover=module.atomic_move, want_diff=module._diff)
