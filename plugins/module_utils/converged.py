@@ -242,7 +242,8 @@ class HostView(object):
             if out is None:
                 lines.append('database %s unreadable' % path)
             else:
-                content = '\n'.join(sorted(out.split('\n')))
+                # postalias stamps the build time into the database (YP_LAST_MODIFIED): not content.
+                content = '\n'.join(sorted(line for line in out.split('\n') if not line.startswith('YP_LAST_MODIFIED')))
                 lines.append('database %s %s' % (path, hashlib.sha256(content.encode('utf-8', 'surrogateescape')).hexdigest()))
         return lines
 

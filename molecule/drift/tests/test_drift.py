@@ -156,7 +156,9 @@ def observe(server):
     }
     for command in TABLES:
         result = host.run(command)
-        state[command] = (result.rc, '\n'.join(sorted(result.stdout.splitlines())))
+        # postalias stamps the build time into the database: not content.
+        state[command] = (result.rc, '\n'.join(sorted(line for line in result.stdout.splitlines()
+                                                       if not line.startswith('YP_LAST_MODIFIED'))))
     for path in FILES:
         state[path] = host.run("stat -c '%%a %%U %%G' %s && sha256sum %s", path, path).stdout
     state['packages'] = host.run("dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' %s" % ' '.join(PACKAGES)).stdout
