@@ -3,6 +3,7 @@
 #   make demo    converge a complete mail server into a local Debian container and prove it works
 #   make test    lint + sanity + unit + molecule (installs everything it needs on a fresh machine)
 #   make bench   benchmark suite (about 30 min): writes docs/performance.md and docs/performance.json
+#   make package tests of the built collection: installed from its tarball, in an execution environment
 #   make stress  load test: 20 sessions x 500 messages through each converged server (Molecule scenario stress)
 #
 # Everything installs itself: the Python virtualenv (.venv), a Docker engine and the local
@@ -23,7 +24,7 @@ SCENARIOS ?=
 # Scenarios run in parallel by `make molecule`
 MOLECULE_JOBS ?= 2
 
-.PHONY: help test stress demo demo-clean venv host-deps images lint sanity unit molecule build docs bench clean bench-modules
+.PHONY: help test stress demo demo-clean venv host-deps images lint sanity unit molecule build package docs bench clean bench-modules
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -34,6 +35,7 @@ test:
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) build $(MAKE) --no-print-directory build
+	@$(STAGE) package $(MAKE) --no-print-directory package
 	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
 	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
@@ -94,6 +96,12 @@ build: venv
 	rm -rf $(ROOT)/build && mkdir -p $(ROOT)/build
 	cd $(ROOT) && $(BIN)/ansible-galaxy collection build --force --output-path build >/dev/null
 	cd $(ROOT) && $(BIN)/python tests/check_build.py build/estafeta-postfix-*.tar.gz
+
+# The built tarball as a user gets it: installed into an empty collections path (dependencies
+# resolved from its MANIFEST.json, the tls role run in a Debian 12 container), and in the build
+# context of the execution environment (ee/). Needs `make build` and `make images` first.
+package: venv
+	cd $(ROOT) && $(BIN)/python -m pytest tests/package -q -p no:cacheprovider -n 2
 
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
