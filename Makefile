@@ -3,7 +3,8 @@
 #   make demo    converge a complete mail server into a local Debian container and prove it works
 #   make test    lint + sanity + unit + molecule (installs everything it needs on a fresh machine)
 #   make bench   benchmark suite (about 30 min): writes docs/performance.md and docs/performance.json
-#   make package tests of the built collection: installed from its tarball, in an execution environment
+#   make package        tests of the built collection: installed from its tarball, in an execution environment
+#   make fresh-machine  the set-up of a fresh machine (host packages, Docker engine), in a throwaway container
 #   make stress  load test: 20 sessions x 500 messages through each converged server (Molecule scenario stress)
 #
 # Everything installs itself: the Python virtualenv (.venv), a Docker engine and the local
@@ -24,7 +25,7 @@ SCENARIOS ?=
 # Scenarios run in parallel by `make molecule`
 MOLECULE_JOBS ?= 2
 
-.PHONY: help test stress demo demo-clean venv host-deps images lint sanity unit molecule build package docs bench clean bench-modules
+.PHONY: help test stress demo demo-clean venv host-deps images lint sanity unit molecule build package fresh-machine docs bench clean bench-modules
 
 help:
 	@sed -n 's/^#   //p' $(MAKEFILE_LIST)
@@ -35,7 +36,7 @@ test:
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) lint $(MAKE) --no-print-directory lint
 	@$(STAGE) build $(MAKE) --no-print-directory build
-	@$(STAGE) package $(MAKE) --no-print-directory package
+	@$(STAGE) package+fresh-machine $(MAKE) --no-print-directory -j2 --output-sync=target package fresh-machine
 	@$(STAGE) sanity $(MAKE) --no-print-directory sanity
 	@$(STAGE) unit $(MAKE) --no-print-directory unit
 	@$(STAGE) molecule $(MAKE) --no-print-directory molecule
@@ -43,12 +44,14 @@ test:
 
 stress:
 	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) host-deps $(MAKE) --no-print-directory host-deps HOST_DEPS=containers
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) stress bash -c 'cd $(ROOT) && $(BIN)/molecule test -s stress'
 	@$(STAGE) --summary
 
 demo:
 	@$(STAGE) venv $(MAKE) --no-print-directory venv
+	@$(STAGE) host-deps $(MAKE) --no-print-directory host-deps HOST_DEPS=containers
 	@$(STAGE) images $(MAKE) --no-print-directory images
 	@$(STAGE) demo $(BIN)/ansible-playbook -i $(ROOT)/playbooks/inventories/demo/hosts.yml $(ROOT)/playbooks/demo.yml
 	@$(STAGE) --summary
@@ -70,8 +73,11 @@ $(ROOT)/.cache/collections/ansible_collections/estafeta/postfix:
 	mkdir -p $(dir $@)
 	ln -sfn ../../../.. $@
 
+# Debian packages on this machine, in one apt transaction before any parallel step:
+# all (make test) = containers (docker.io, debootstrap) + unit (the Postfix binaries).
+HOST_DEPS ?= all
 host-deps:
-	@$(ROOT)/scripts/host-deps.sh
+	@$(ROOT)/scripts/host-deps.sh $(HOST_DEPS)
 
 images:
 	@$(ROOT)/scripts/container-engine.sh images
@@ -103,6 +109,12 @@ build: venv
 package: venv
 	cd $(ROOT) && $(BIN)/python -m pytest tests/package -q -p no:cacheprovider -n 2
 
+# The set-up a fresh machine goes through (host packages in one apt transaction, a stale dockerd
+# pid file, dockerd started, CI's scripts/fresh-host.sh), run for real in a throwaway Debian 12
+# container: this machine's packages and engine are not touched. Needs `make images` first.
+fresh-machine: venv
+	cd $(ROOT) && $(BIN)/python -m pytest tests/harness -q -p no:cacheprovider
+
 clean:
 	rm -rf $(ROOT)/build $(ROOT)/tests/output $(ROOT)/.cache/sanity
 
@@ -113,7 +125,8 @@ bench: venv host-deps images
 	$(BIN)/python -m pip install -q -r $(ROOT)/bench/requirements.txt
 	cd $(ROOT) && $(BIN)/python bench/bench.py $(BENCH_ARGS)
 
-bench-modules: venv host-deps
+bench-modules: venv
+	@$(ROOT)/scripts/host-deps.sh unit
 	cd $(ROOT) && $(BIN)/python bench/module_bench.py
 
 docs: venv
