@@ -68,8 +68,8 @@ def isolated_env(home, collections_path):
 def run(cmd, env, cwd, check=True):
     proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, check=False)
     if check:
-        assert proc.returncode == 0, '%s failed (rc %d):\n%s\n%s' % (' '.join(cmd), proc.returncode,
-                                                                      proc.stdout[-6000:], proc.stderr[-6000:])
+        message = '%s failed (rc %d):\n%s\n%s' % (' '.join(cmd), proc.returncode, proc.stdout[-6000:], proc.stderr[-6000:])
+        assert proc.returncode == 0, message
     return proc
 
 
