@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: host_probe
 short_description: The host probe of the collection's roles, when it can be trusted
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - The role C(estafeta.postfix.common) installs a local fact script
     (C(/etc/ansible/facts.d/estafeta_postfix.fact)) that reports, while Ansible gathers facts,

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: stamp_input
 short_description: Digest of a role's input, to recognise a host the role already converged
-version_added: 0.2.0
+version_added: 0.1.0
 description:
   - Returns a SHA-256 digest of everything a role's result depends on, computed on the controller -
     the role's variables (as given) and the code of the role, of the shared C(common) role and of
