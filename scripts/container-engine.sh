@@ -30,28 +30,37 @@ die() { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 
 engine_answers() { docker info >/dev/null 2>&1; }
 
+# The pid file of a dockerd started here (dockerd's default, also used by Debian's service).
+DOCKER_PIDFILE="${ESTAFETA_DOCKER_PIDFILE:-/var/run/docker.pid}"
+
+# True when the pid file names a running dockerd.
+dockerd_running() {
+    local pid
+    pid=$(cat "$DOCKER_PIDFILE" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = dockerd ]
+}
+
 ensure_engine() {
     if engine_answers; then
         return 0
     fi
-    command -v docker >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 || {
-        [ "$(id -u)" = 0 ] && [ -r /etc/debian_version ] || die "No Docker engine answers and this is not a root shell on Debian. Start a Docker engine (or install Debian's docker.io) and try again."
-        say "installing Debian's docker.io package"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null || die "apt-get update failed: no Debian package mirror reachable?"
-        apt-get install -y -q docker.io >/dev/null || die "apt-get install docker.io failed"
-    }
-    [ "$(id -u)" = 0 ] || die "No Docker engine answers. Start one (sudo systemctl start docker) or run as root so this script can start dockerd."
-    if ! pgrep -x dockerd >/dev/null 2>&1; then
-        # A killed engine can leave its pid file behind; dockerd refuses to start then.
-        rm -f /var/run/docker.pid
-        if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    [ "$(id -u)" = 0 ] || die "No Docker engine answers. Start one (sudo systemctl start docker) or run as root so this script can install and start Debian's docker.io."
+    # Installs docker.io (and debootstrap) when missing, in one apt transaction.
+    "$HERE/host-deps.sh" containers
+    if ! dockerd_running; then
+        # A killed engine leaves its pid file behind, and dockerd refuses to start while the file
+        # names a live process (any process, once the pid is reused).
+        if [ -e "$DOCKER_PIDFILE" ]; then
+            say "removing the stale pid file $DOCKER_PIDFILE (no dockerd runs)"
+            rm -f "$DOCKER_PIDFILE"
+        fi
+        if [ -d /run/systemd/system ] && systemctl cat docker.service >/dev/null 2>&1; then
             systemctl start docker >/dev/null 2>&1 || true
         fi
     fi
-    if ! engine_answers && ! pgrep -x dockerd >/dev/null 2>&1; then
+    if ! engine_answers && ! dockerd_running; then
         say "starting dockerd in the background (log: $DOCKERD_LOG)"
-        nohup dockerd >"$DOCKERD_LOG" 2>&1 &
+        setsid nohup dockerd --pidfile "$DOCKER_PIDFILE" >"$DOCKERD_LOG" 2>&1 </dev/null &
     fi
     for _ in $(seq 1 60); do
         engine_answers && { say "Docker engine is up"; return 0; }
@@ -122,6 +131,9 @@ build_image() {
 }
 
 ensure_images() {
+    # Host packages (docker.io, debootstrap) first, in one apt transaction, before anything runs
+    # in parallel: two apt-get calls at the same time collide on the dpkg lock.
+    "$HERE/host-deps.sh" containers
     ensure_engine
     # Packages downloaded inside test containers are kept per distribution and shared by every
     # scenario. As root the cache lives outside the checkout, so fresh clones (CI) reuse it too.
@@ -134,16 +146,8 @@ ensure_images() {
             mkdir -p "$CACHE/apt"
         fi
     fi
-    # Host packages are installed here, once, before the parallel builds: two apt-get calls at
-    # the same time collide on the dpkg lock.
-    if [ "${ESTAFETA_BASE_IMAGE_FROM_REGISTRY:-0}" != 1 ] && ! command -v debootstrap >/dev/null 2>&1; then
-        [ "$(id -u)" = 0 ] || die "debootstrap is missing: apt-get install debootstrap"
-        say "installing debootstrap"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q debootstrap >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q debootstrap >/dev/null; } \
-            || die "apt-get install debootstrap failed"
-    fi
+    # The builds run in parallel: nothing below may call apt-get on this machine (the builds'
+    # own apt-get calls run inside their chroots).
     local pids=() suite
     for suite in $SUITES; do
         mkdir -p "$CACHE/apt/$suite/partial"

@@ -15,7 +15,7 @@ Several roles add items to the same ``smtpd_*_restrictions`` list. Each call nam
 sorted by a stable *rank* (:func:`rank`) so that the list is always in a safe order:
 permits for trusted clients, access maps, the relay check, syntax checks, DNS blocklists,
 policy services, and the terminal ``permit``/``reject`` last. Items nobody owns (written by
-an administrator) are kept. See docs/restriction-lists.md in the collection.
+an administrator) are kept. See docs/docsite/rst/guide_restriction_lists.rst in the collection.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -47,7 +47,7 @@ STATE_COMMENT = ('Written by the estafeta.postfix.restrictions module: the restr
                  'owner (role) contributed. Do not edit by hand.')
 OWNER_RE = re.compile(r'\A[A-Za-z0-9_.-]+\Z')
 
-# Rank classes (see docs/restriction-lists.md).
+# Rank classes (see docs/docsite/rst/guide_restriction_lists.rst).
 CLASS_PERMIT = 0      # trusted clients
 CLASS_ACCESS = 1      # access maps (may say OK: they must come before the relay check to matter)
 CLASS_RELAY = 2       # the relay check and recipient validation
@@ -174,7 +174,7 @@ def parse_items(value):
 
 
 def rank(item):
-    """``(class, position)`` of an item; see docs/restriction-lists.md."""
+    """``(class, position)`` of an item; see docs/docsite/rst/guide_restriction_lists.rst."""
     head = _head(item.split(' '))
     if head in RANKS:
         return RANKS[head]

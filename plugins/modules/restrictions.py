@@ -105,7 +105,7 @@ notes:
   - An access map that can answer C(OK) (a whitelist) comes before C(reject_unauth_destination), so in
     C(smtpd_recipient_restrictions) it allows relaying. A whitelist by sender address
     (C(check_sender_access) with C(OK) results) lets anyone relay who forges such a sender; use SASL instead.
-  - The order is documented in C(docs/restriction-lists.md) of the collection.
+  - The order is explained in R(Restriction lists shared by several roles,ansible_collections.estafeta.postfix.docsite.guide_restriction_lists).
 seealso:
   - module: estafeta.postfix.postconf_set
   - module: estafeta.postfix.postmap_file
