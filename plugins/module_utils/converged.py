@@ -436,4 +436,3 @@ def forget(state_dir, roles, check_mode=False):
         for role in gone:
             os.unlink(record_path(state_dir, role))
     return {'changed': bool(gone), 'forgotten': gone}
-

@@ -152,8 +152,7 @@ def walk(role, tasks, filename, seen=(), inherited=()):
             when = task.get('when')
             outer = inherited + ((tuple(when) if isinstance(when, list) else (when,)) if when is not None else ())
             if inner not in seen:
-                for item in walk(role, load(os.path.join(ROLES_DIR, role, 'tasks', inner)), inner, seen + (inner,), outer):
-                    yield item
+                yield from walk(role, load(os.path.join(ROLES_DIR, role, 'tasks', inner)), inner, seen + (inner,), outer)
 
 
 def targets(module, args, task):
