@@ -38,7 +38,9 @@ from ansible_collections.estafeta.postfix.tests.unit.reliability.conftest import
 )
 
 MODULES = {m.__name__.rsplit('.', 1)[-1]: m for m in (postconf_set, postmap_file, master_service, restrictions)}
-STRAY_RE = re.compile(r'^\.(main\.cf|master\.cf|access)\.[A-Za-z0-9_]+\.tmp$')
+# What a killed run may leave behind: its temporary files and the hidden hard links that keep the
+# files it replaces until the change is complete (both invisible to Postfix).
+STRAY_RE = re.compile(r'^\.(main\.cf|master\.cf|access|access\.db|estafeta-restrictions\.json)\.[A-Za-z0-9_]+\.(tmp|keep)$')
 RECORD = 'estafeta-restrictions.json'
 
 
@@ -57,7 +59,7 @@ def query(conf, key, spec):
 
 def generic(names):
     """Stray temporary file names without their random part."""
-    return sorted(re.sub(r'\.[A-Za-z0-9_]+\.tmp$', '.*.tmp', n) for n in names)
+    return sorted(re.sub(r'\.[A-Za-z0-9_]+\.(tmp|keep)$', r'.*.\1', n) for n in names)
 
 
 def _fill(args, conf):
