@@ -528,3 +528,12 @@ def test_failure_while_installing_changes_nothing(run_module, postfix_dir, monke
     assert res.get('failed') is True and 'injected failure' in res['msg'], res
     assert 'master.cf' in res['msg']
     assert snapshot(postfix_dir) == before
+
+
+def test_value_postfix_warns_about_is_refused(run_module, postfix_dir):
+    """Braces in pairs that Postfix still reads otherwise ("{mail}.example": an element that starts with "{"
+    is { text }, and text after "}" is a syntax error): postconf's warning fails the task, nothing written."""
+    before = snapshot(postfix_dir)
+    res = run_module(master_service, dict(PIPE, options={'smtp_helo_name': '{mail}.example'}, config_dir=postfix_dir))
+    assert res.get('failed') is True and "syntax error after '}'" in res['msg'], res
+    assert snapshot(postfix_dir) == before
