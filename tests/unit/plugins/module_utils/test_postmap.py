@@ -198,6 +198,7 @@ SOURCES = {
     'crlf': 'a OK\r\nb REJECT\r\n',
     'no-value': 'lonely\nok value\n',
     'quotes': '"a b" x\na\\ b y\nc\\ z\n"half x\nq"r"s t\n',
+    'c0-in-hand-written-lines': 'a\x0bb c\nd\x0ce f\ng\x1ch i\n\x0b\x0c\nj k\x1d\n',
 }
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -716,3 +717,22 @@ def test_entries_and_secret_entries_are_exclusive(run_module, postfix_dir, table
                                         config_dir=postfix_dir))
     assert res.get('failed') is True and 'mutually exclusive' in res['msg']
     assert os.listdir(tables) == []
+
+
+def test_failure_while_staging_changes_nothing(run_module, postfix_dir, tables, monkeypatch):
+    """No room for the new source next to the old one (ENOSPC at mkstemp): one clear error, nothing changed."""
+    path = os.path.join(tables, 'access')
+    run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+    before = snapshot(tables)
+    original = tempfile.mkstemp
+
+    def mkstemp(*a, **kw):
+        if kw.get('dir') == tables:
+            raise OSError(28, 'No space left on device (injected)')
+        return original(*a, **kw)
+
+    monkeypatch.setattr(tempfile, 'mkstemp', mkstemp)
+    res = run_module(postmap_file, dict(path=path, type='hash', entries={'a.example': 'OK'}, config_dir=postfix_dir))
+    monkeypatch.setattr(tempfile, 'mkstemp', original)
+    assert res.get('failed') is True and 'No space left on device' in res['msg'] and 'Nothing was changed' in res['msg']
+    assert snapshot(tables) == before

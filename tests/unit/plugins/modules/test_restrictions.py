@@ -399,3 +399,18 @@ def test_failing_rename_changes_neither(run_module, postfix_dir, monkeypatch, st
         assert snapshot(postfix_dir) == before
     else:  # no third rename in a change that succeeds
         assert not result.get('failed'), result
+
+
+def test_symlinked_record_is_followed(run_module, postfix_dir, tmp_path):
+    """The ownership record a link to a file elsewhere: that file is written, the link stays, runs settle."""
+    elsewhere = tmp_path / 'shared'
+    elsewhere.mkdir()
+    real = str(elsewhere / STATE)
+    with open(real, 'w') as f:
+        f.write('')
+    link = os.path.join(postfix_dir, STATE)
+    os.symlink(real, link)
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY, check=False))
+    assert os.path.islink(link) and os.readlink(link) == real
+    with open(real) as f:
+        assert json.load(f)['lists'] == {RCPT: {'postgrey': GREY}}
