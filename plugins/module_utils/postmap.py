@@ -246,7 +246,7 @@ def check_key(key, table_type, alias):
     if key.endswith(':'):
         raise PostfixError('Key %r ends with ":" like an alias table entry; drop the colon, or set '
                            'alias=true for an aliases file.' % key)
-    if table_type not in ('cidr',) and postmap_split(key + ' x') != (key, 'x'):
+    if ('"' in key or '\\' in key) and table_type != 'cidr' and postmap_split(key + ' x') != (key, 'x'):
         raise PostfixError('Key %r has an unbalanced double quote or ends with a backslash: postmap would read '
                            'the value as part of the key (and ignore the line).' % key)
 
@@ -354,7 +354,7 @@ def _split_entry(logical, table_type, alias):
         key, dummy = split_pattern(logical)
         if key is None:
             return None, None
-    elif table_type == 'cidr':
+    elif table_type == 'cidr' or ('"' not in first and '\\' not in first):
         key = first
     else:
         pair = postmap_split(logical + ' x')
@@ -996,7 +996,7 @@ class PostmapFile:
             after, added, removed, updated = apply_entries(before_records, self.pairs, self.type,
                                                            self.alias, self.state, utf8)
         result.update(added=added, removed=removed, updated=updated)
-        after_records = parse_table(after, self.type, self.alias)
+        after_records = before_records if after == before else parse_table(after, self.type, self.alias)
         result['entries'] = len(table_entries(after_records, self.type, utf8))
 
         content_changed = not exists or after != before
