@@ -17,10 +17,13 @@ description:
     V(postgrey)) contributes to a Postfix restriction list such as C(smtpd_recipient_restrictions),
     without touching what other owners or an administrator put there.
   - The items each owner contributed are recorded in C(estafeta-restrictions.json) in O(config_dir)
-    (mode C(0644), written atomically). The new list is the list now in effect, minus the items this
-    owner contributed before and no longer lists (and the items in O(remove)), plus the items of
-    O(items). Items nobody owns, for example written by hand, are kept. An item that another owner
+    (mode C(0644)). The new list is the list now in effect, minus the items this owner contributed
+    before and no longer lists (and the items in O(remove)), plus the items of O(items). Items nobody
+    owns, for example written by hand, are kept (unless O(exclusive=true)). An item that another owner
     also contributes is never removed.
+  - C(main.cf) and the ownership record change together or not at all. When either cannot be replaced
+    (for example an immutable file), or C(postfix check) fails, both stay as they were. A symbolic
+    link in their place is followed (the file it points to is replaced).
   - The list is then sorted by a fixed rank, so that it is always in a safe order whatever the order
     in which the owners were applied. C(permit_mynetworks) and C(permit_sasl_authenticated) come first,
     then access maps (C(check_*_access)), then the relay check (C(reject_unauth_destination)), then syntax
@@ -89,6 +92,16 @@ options:
   allow_unknown:
     description:
       - Accept restriction names this module does not know (for example one added by a newer Postfix).
+    type: bool
+    default: false
+  exclusive:
+    description:
+      - If V(false), items in the list that no owner contributed (written by hand) are kept.
+      - If V(true), the list becomes exactly the composition of every owner's recorded items, after this
+        task's change to the record. Items nobody owns are dropped. The composition depends on the
+        ownership record only. The owners are taken in name order, each owner's items in its given
+        order, duplicates dropped, then sorted by the rank described above (stable). So a hand edit of
+        the list (an item added, removed or moved, or the list emptied) is undone, and a second run is no change.
     type: bool
     default: false
 notes:
@@ -193,6 +206,7 @@ def main():
             remove=dict(type='list', elements='str', default=[]),
             state=dict(type='str', default='present', choices=['present', 'absent']),
             allow_unknown=dict(type='bool', default=False),
+            exclusive=dict(type='bool', default=False),
             config_dir=dict(type='path', default='/etc/postfix'),
             backup=dict(type='bool', default=False),
             check=dict(type='bool', default=True),
@@ -206,7 +220,7 @@ def main():
             state=p['state'], remove=p['remove'], allow_unknown=p['allow_unknown'],
             check_mode=module.check_mode, check=p['check'],
             backup_func=module.backup_local if p['backup'] else None,
-            mover=module.atomic_move, want_diff=module._diff)
+            mover=module.atomic_move, want_diff=module._diff, exclusive=p['exclusive'])
     except PostfixError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     for warning in result.pop('warnings', []):
