@@ -62,9 +62,12 @@ SECTIONS = [
      'precise point of a file replacement or at random moments. A case passes when each file is afterwards '
      'either the old or the new content in full, nothing but the module\'s own temporary files is left '
      'behind, the next run converges (the run after it reports no change) and `postfix check` passes. '
-     'A killed run leaves its temporary file (`.main.cf.*.tmp`) next to the target, and its scratch copy '
-     'in TMPDIR; Postfix ignores both. Killed in the middle of a rollback, the rejected new main.cf stays in '
-     'place (complete, but invalid for `postfix check`) until the next run with a valid value.'),
+     'A killed run leaves its temporary file (`.main.cf.*.tmp`) next to the target, the hidden hard link that '
+     'keeps the file it replaces until the change is complete (`.main.cf.*.keep`), and its scratch copy '
+     'in TMPDIR; Postfix ignores them. Killed in the middle of a rollback, the rejected new main.cf stays in '
+     'place (complete, but invalid for `postfix check`) until the next run with a valid value. Files that '
+     'change together (a table\'s source and database, main.cf and the restrictions ownership record) are '
+     'put back together when a step fails.'),
     ('C', 'Concurrent runs',
      'Several module processes start their work at the same moment against one configuration directory, each '
      'with a different change. A case passes when the files parse (`postconf -n`, `postconf -M`) and every '

@@ -11,7 +11,11 @@ the real Postfix binaries and a scratch configuration directory:
 * :class:`PostfixError` - the one exception type modules turn into ``fail_json``;
 * :class:`Runner` / :class:`SubprocessRunner` - run Postfix commands with argument lists
   and ``LANG=C``;
+* :func:`check_text` - refuse text that Postfix would read differently (control characters);
+* :func:`split_lines` - split text into lines on ``\n`` only, as Postfix does;
+* :func:`real_target` - the file a write goes to (symbolic links are followed);
 * :func:`atomic_write` - write a file through a temporary file in the same directory;
+* :func:`install_files` - replace several files all-or-nothing (roll back on any failure);
 * :class:`ConfigTransaction` - stage edits of main.cf/master.cf in a scratch copy, install
   them atomically, run ``postfix check`` and roll back when it fails.
 """
@@ -23,11 +27,13 @@ __metaclass__ = type
 import errno
 import fcntl
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tempfile
 import time
+import unicodedata
 
 DEFAULT_CONFIG_DIR = '/etc/postfix'
 POSTFIX_SBIN_DIRS = ['/usr/sbin', '/sbin', '/usr/local/sbin']
@@ -36,6 +42,18 @@ C_LOCALE = {'LANG': 'C', 'LC_ALL': 'C', 'LC_MESSAGES': 'C'}
 LOCK_TIMEOUT = 300
 # Postfix waits for a configuration file modified within the last two seconds to settle.
 SETTLE_SECONDS = 3
+# A Postfix parameter name (a leading "-" would reach postconf as an option).
+PARAM_NAME_RE = re.compile(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z')
+# Postfix's ISSPACE (ASCII only): what it trims around keys, values and parameter values.
+POSTFIX_SPACE = ' \t\n\v\f\r'
+# Control characters (C0, DEL, C1) and lone surrogates.
+_BAD_CHAR_RE = re.compile('[\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+_CHAR_NAMES = {
+    '\x00': 'a NUL byte', '\t': 'a tab', '\n': 'a newline', '\r': 'a carriage return',
+    '\x0b': 'a vertical tab', '\x0c': 'a form feed', '\x7f': 'a DEL character',
+    '\x85': 'a next-line character (U+0085)', '\x1c': 'a file separator (U+001C)',
+    '\x1d': 'a group separator (U+001D)', '\x1e': 'a record separator (U+001E)', '\x1f': 'a unit separator (U+001F)',
+}
 
 
 class PostfixError(Exception):
@@ -92,7 +110,8 @@ class SubprocessRunner(Runner):
     def _run(self, args, data=None):
         env = dict(os.environ)
         env.update(C_LOCALE)
-        proc = subprocess.run(args, input=data, capture_output=True, text=True, env=env, check=False)
+        proc = subprocess.run(args, input=data, capture_output=True, encoding='utf-8', errors='surrogateescape',
+                              env=env, check=False)
         return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -117,6 +136,77 @@ class ModuleRunner(Runner):
 
     def _run(self, args, data=None):
         return self.module.run_command(args, data=data, binary_data=True, environ_update=C_LOCALE)
+
+
+def bad_char(text):
+    """The first character of ``text`` that no Postfix file may hold, or None.
+
+    Those are the control characters (C0, DEL and C1, including NUL, tab, line feed, carriage
+    return, vertical tab, form feed, the information separators U+001C-U+001F and next line
+    U+0085) and lone surrogates (not valid Unicode, cannot be written as UTF-8). Postfix reads
+    its files as bytes, one line per ``\n``, and stops reading a value at a NUL byte, so such a
+    character would make it read something else than what was asked. Other Unicode text,
+    including the line and paragraph separators U+2028 and U+2029, is ordinary text to Postfix.
+    """
+    match = _BAD_CHAR_RE.search(text)
+    return match.group(0) if match else None
+
+
+def describe_char(char):
+    if char in _CHAR_NAMES:
+        return _CHAR_NAMES[char] if 'U+' in _CHAR_NAMES[char] else '%s (%r)' % (_CHAR_NAMES[char], char)
+    if '\ud800' <= char <= '\udfff':
+        return 'a lone surrogate (U+%04X, not valid Unicode)' % ord(char)
+    name = unicodedata.name(char, '')
+    return 'a control character (U+%04X%s)' % (ord(char), ', ' + name.lower() if name else '')
+
+
+def check_text(what, text):
+    """Raise PostfixError when ``text`` holds a character that Postfix would not read back (see :func:`bad_char`)."""
+    char = bad_char(text)
+    if char is not None:
+        raise PostfixError('%s contains %s: Postfix would not read it back as given (its files are lines of text, '
+                           'and a NUL byte ends a value). Nothing was changed.' % (what, describe_char(char)))
+
+
+def split_lines(text, keepends=False):
+    """Split ``text`` into lines on ``\n`` only, as Postfix does.
+
+    ``str.splitlines`` also splits on ``\r``, ``\v``, ``\f``, ``\x1c``-``\x1e``, U+0085, U+2028 and
+    U+2029, which Postfix treats as ordinary characters inside a line.
+    """
+    if not text:
+        return []
+    lines = text.split('\n')
+    last = lines.pop()
+    if keepends:
+        lines = [line + '\n' for line in lines]
+    if last:
+        lines.append(last)
+    return lines
+
+
+def pstrip(text):
+    """``text`` without the leading and trailing whitespace Postfix trims (ASCII only)."""
+    return text.strip(POSTFIX_SPACE)
+
+
+def real_target(path, what='file'):
+    """The file that a write of ``path`` replaces: symbolic links are followed.
+
+    Postfix reads a configuration file or a lookup table through a symbolic link, so the
+    modules write the file the link points to and leave the link in place. A link that
+    points nowhere (or into a loop) is refused.
+    """
+    if not os.path.islink(path):
+        return path
+    real = os.path.realpath(path)
+    if not os.path.exists(real):
+        raise PostfixError('%s is a symbolic link to %s, which does not exist (or is a loop). Point the link at the '
+                           'real %s or remove it. Nothing was changed.' % (path, real, what))
+    if not os.path.isfile(real):
+        raise PostfixError('%s is a symbolic link to %s, which is not a regular file. Nothing was changed.' % (path, real))
+    return real
 
 
 def read_text(path, default=None):
@@ -179,31 +269,204 @@ def atomic_write(path, content, mode=None, mover=None, settled=False):
     for ``postfix check`` right after a change, and again for the reload. A file that appears
     through an atomic rename is complete the moment it exists, so that wait buys nothing.
     """
-    directory = os.path.dirname(path) or '.'
-    if mode is None:
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except OSError:
-            mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(path), suffix='.tmp', dir=directory)
+    path = real_target(path)
+    tmp = stage_file(path, content, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, 'wb') as f:
-            f.write(content.encode('utf-8', 'surrogateescape'))
-            f.flush()
-            os.fsync(f.fileno())
         (mover or os.rename)(tmp, path)
+        tmp = None
         if settled:  # after the move: AnsibleModule.atomic_move stamps the file with the current time
             past = time.time() - SETTLE_SECONDS
             os.utime(path, (past, past))
-    except Exception as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, PostfixError):
+    except BaseException as exc:
+        if tmp is not None:
+            _remove_quietly(tmp)
+        if isinstance(exc, PostfixError) or not isinstance(exc, Exception):
             raise
         raise PostfixError('Cannot replace %s: %s. Is the file immutable (lsattr, chattr -i) or its file system '
                            'mounted read-only?' % (path, exc))
     return path
+
+
+def keep_link(path):
+    """A hard link to ``path`` next to it, to put the current file back after a failed change.
+
+    Creating it is also the test that the file can be replaced at all: Linux refuses to link (and to
+    replace) an immutable or append-only file. Returns None where hard links are not available
+    (the caller then restores the file from its saved content). Raises PostfixError when the file
+    cannot be replaced; nothing has been changed at that point.
+    """
+    directory, base = os.path.split(path)
+    for dummy in range(100):
+        keep = os.path.join(directory, '.%s.%s.keep' % (base, os.urandom(4).hex()))
+        try:
+            os.link(path, keep)
+            return keep
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                try:
+                    foreign = os.geteuid() != 0 and os.stat(path).st_uid != os.geteuid()
+                except OSError:
+                    foreign = False
+                if exc.errno == errno.EPERM and foreign:
+                    return None  # protected_hardlinks: another user's file, which a rename can still replace
+                raise PostfixError('Cannot replace %s: %s. Is the file immutable or append-only (lsattr; chattr -i, '
+                                   'chattr -a)? Nothing was changed.' % (path, exc.strerror or exc))
+            return None
+    return None
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def stage_file(target, content, mode=None):
+    """Write ``content`` (text or bytes) to a new temporary file next to ``target``; return its name.
+
+    The file gets ``mode`` (default: the mode of ``target``, or 0644) before any byte is written.
+    """
+    directory = os.path.dirname(target) or '.'
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(target).st_mode)
+        except OSError:
+            mode = 0o644
+    if not isinstance(content, bytes):
+        content = content.encode('utf-8', 'surrogateescape')
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(target), suffix='.tmp', dir=directory)
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, 'wb') as f:
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException as exc:
+        if tmp is not None:
+            _remove_quietly(tmp)
+        if not isinstance(exc, Exception):
+            raise
+        raise PostfixError('Cannot write a new %s next to the old one: %s. Is the directory writable, the file system '
+                           'full or mounted read-only? Nothing was changed.' % (target, exc))
+    return tmp
+
+
+class _Replacement:
+    """One file of :func:`replace_files`: the staged file, its target, and how to put the old one back."""
+
+    def __init__(self, staged, target, settled):
+        self.staged = staged
+        self.target = target
+        self.settled = settled
+        self.existed = os.path.exists(target)
+        self.keep = keep_link(target) if self.existed else None
+        self.old = None
+        if self.existed and self.keep is None:
+            with open(target, 'rb') as f:
+                self.old = f.read()
+        self.installed = False
+
+    def restore(self):
+        if not self.installed:
+            return
+        if self.keep is not None:
+            os.rename(self.keep, self.target)
+            self.keep = None
+        elif self.existed:
+            tmp = stage_file(self.target, self.old)
+            try:
+                os.rename(tmp, self.target)
+            except OSError:
+                _remove_quietly(tmp)
+                raise
+        else:
+            os.unlink(self.target)
+        self.installed = False
+
+
+def replace_files(moves, mover=None, after=None):
+    """Move staged files onto their targets, all-or-nothing.
+
+    ``moves`` is a list of ``(staged, target, settled)``: ``staged`` a complete file next to
+    ``target`` (see :func:`stage_file`), moved with ``mover(src, dst)`` (default ``os.rename``) in
+    that order; ``settled`` backdates the target afterwards (see :func:`atomic_write`).
+    ``after()`` (for example ``postfix check``) runs once all are in place.
+
+    Before the first move, each existing target is kept under a hard link, which also proves that it
+    can be replaced (an immutable or append-only file fails here, before anything changed). When a
+    move or ``after()`` fails, every target replaced so far is put back and the error is raised
+    again (an OSError as PostfixError). The staged files are removed in any case.
+    """
+    done = []
+    try:
+        for staged, target, settled in moves:
+            done.append(_Replacement(staged, target, settled))
+        for item in done:
+            try:
+                (mover or os.rename)(item.staged, item.target)
+            except PostfixError:
+                raise
+            except Exception as exc:  # OSError, or the plain Exception AnsibleModule.atomic_move raises
+                cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+                raise PostfixError('Cannot replace %s: %s. Is the file immutable (lsattr, chattr -i) or its file '
+                                   'system mounted read-only?' % (item.target, cause))
+            item.installed = True
+            if item.settled:
+                past = time.time() - SETTLE_SECONDS
+                os.utime(item.target, (past, past))
+        if after is not None:
+            after()
+    except BaseException as exc:
+        failed = []
+        for item in reversed(done):
+            try:
+                item.restore()
+            except Exception as problem:  # keep restoring the others
+                failed.append('%s (%s)' % (item.target, getattr(problem, 'msg', problem)))
+        if isinstance(exc, PostfixError):
+            if failed:
+                exc.msg += (' Putting back the previous content failed for %s: run the task again to repair.'
+                            % ', '.join(failed))
+            elif len(moves) > 1 and 'Nothing was changed' not in exc.msg and 'restored' not in exc.msg:
+                exc.msg += ' The files of this change were put back as they were: nothing was changed.'
+        if isinstance(exc, OSError):
+            raise PostfixError('Cannot replace %s: %s.%s' % (
+                ', '.join(t for dummy, t, dummy2 in moves), exc,
+                ' Putting back the previous content failed for %s.' % ', '.join(failed) if failed else
+                ' Nothing was changed.'))
+        raise
+    finally:
+        for item in done:
+            if item.keep is not None:
+                _remove_quietly(item.keep)
+        for staged, dummy, dummy2 in moves:
+            if os.path.exists(staged):
+                _remove_quietly(staged)
+    return [t for dummy, t, dummy2 in moves]
+
+
+def install_files(files, mover=None, after=None):
+    """Replace several files all-or-nothing.
+
+    ``files`` is a list of ``(path, content, mode, settled)``: every new file is written next to its
+    target first, then they are moved into place in that order by :func:`replace_files`, which
+    puts every file back when a move or ``after()`` fails. Symbolic links are followed
+    (:func:`real_target`).
+    """
+    moves = []
+    try:
+        for path, content, mode, settled in files:
+            real = real_target(path)
+            moves.append((stage_file(real, content, mode), real, settled))
+    except BaseException:
+        for staged, dummy, dummy2 in moves:
+            _remove_quietly(staged)
+        raise
+    return replace_files(moves, mover=mover, after=after)
 
 
 def make_diff(before, after, path):
@@ -293,15 +556,20 @@ class ConfigTransaction:
 
     def postconf_warnings(self):
         """Warnings Postfix prints for the staged main.cf/master.cf (unknown names, bad syntax)."""
+        return self.read_staged()[0]
+
+    def read_staged(self):
+        """``(warnings, services)``: the warnings of ``postconf -n``/``-M`` on the staged files, and the
+        ``postconf -M`` output (every service as Postfix reads the staged master.cf, one line each)."""
         self.settle()
         dummy, dummy2, err = self.runner.run(['postconf', '-c', self.scratch, '-n'], what='postconf -n')
-        dummy, dummy2, err2 = self.runner.run(['postconf', '-c', self.scratch, '-M'], what='postconf -M')
+        dummy, services, err2 = self.runner.run(['postconf', '-c', self.scratch, '-M'], what='postconf -M')
         lines = []
-        for line in (err + err2).splitlines():
+        for line in (err + err2).split('\n'):
             line = line.replace(self.scratch, self.config_dir)
             if line and line not in lines:
                 lines.append(line)
-        return lines
+        return lines, services
 
     def backup(self, name, backup_file_func):
         """Keep a timestamped copy of the current file (``AnsibleModule.backup_local``)."""
@@ -326,24 +594,25 @@ class ConfigTransaction:
         return ('postfix check printed nothing (rc != 0); Postfix logged the reason to the mail log '
                 '(journalctl -t postfix, or /var/log/mail.log).')
 
-    def commit(self, check=True):
-        """Install the changed files atomically; run ``postfix check``; roll back on failure."""
+    def postfix_check(self):
+        """Run ``postfix check`` on the installed configuration; raise PostfixError when it fails."""
+        rc, out, err = self.runner.run(['postfix', '-c', self.config_dir, 'check'], check=False)
+        if rc != 0:
+            raise PostfixError(
+                'postfix check failed after the change, so the previous configuration was '
+                'restored: %s' % ((err or out).strip() or self.explain_check_failure()),
+                cmd=['postfix', '-c', self.config_dir, 'check'], rc=rc, stdout=out, stderr=err)
+
+    def commit(self, check=True, extra=()):
+        """Install the changed files all-or-nothing; run ``postfix check``; roll back on failure.
+
+        ``extra`` is a list of ``(path, content, mode)`` of other files that belong to the same
+        change (the restrictions module's ownership record); they are installed first, and put
+        back too when anything fails.
+        """
         changed = self.changed_files()
-        installed = []
-        try:
-            for name in changed:
-                target = os.path.join(self.config_dir, name)
-                atomic_write(target, self.after(name), mover=self.mover, settled=True)
-                installed.append(name)
-            if check and changed:
-                rc, out, err = self.runner.run(['postfix', '-c', self.config_dir, 'check'], check=False)
-                if rc != 0:
-                    raise PostfixError(
-                        'postfix check failed after the change, so the previous configuration was '
-                        'restored: %s' % ((err or out).strip() or self.explain_check_failure()),
-                        cmd=['postfix', '-c', self.config_dir, 'check'], rc=rc, stdout=out, stderr=err)
-        except Exception:
-            for name in installed:
-                atomic_write(os.path.join(self.config_dir, name), self.before[name], mover=self.mover, settled=True)
-            raise
+        files = [(path, content, mode, False) for path, content, mode in extra]
+        files += [(os.path.join(self.config_dir, name), self.after(name), None, True) for name in changed]
+        if files:
+            install_files(files, mover=self.mover, after=self.postfix_check if check and changed else None)
         return changed

@@ -24,7 +24,7 @@ __metaclass__ = type
 import os
 import re
 
-from ansible_collections.estafeta.postfix.plugins.module_utils.common import PostfixError
+from ansible_collections.estafeta.postfix.plugins.module_utils.common import POSTFIX_SPACE, PostfixError, split_lines
 from ansible_collections.estafeta.postfix.plugins.module_utils.master_cf import parse_entry_text, public
 from ansible_collections.estafeta.postfix.plugins.module_utils.postconf import parse_postconf_output
 from ansible_collections.estafeta.postfix.plugins.module_utils.postmap import database_files, is_indexed
@@ -110,7 +110,7 @@ def _postconf(runner, config_dir, *args):
 
 def _warnings(err):
     lines = []
-    for line in err.splitlines():
+    for line in split_lines(err):
         line = line.strip()
         if line and line not in lines:
             lines.append(line)
@@ -131,10 +131,10 @@ def gather_parameters(runner, config_dir):
 def gather_services(runner, config_dir):
     out, dummy = _postconf(runner, config_dir, '-M')
     services = []
-    for line in out.splitlines():
-        if not line.strip() or line[0].isspace():
+    for line in split_lines(out):
+        if not line.strip(POSTFIX_SPACE) or line[0] in POSTFIX_SPACE:
             continue
-        service = parse_entry_text(line)
+        service = parse_entry_text(line, printed=True)
         if service is not None:
             services.append(public(service))
     return {'services': services}

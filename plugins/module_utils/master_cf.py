@@ -20,6 +20,12 @@ tokens except inside braces; ``{ text }`` stands for ``text`` (Postfix 3.0 and l
 ``-o { name = value }`` for ``-o name=value``. Daemon options are the arguments after the
 command that start with ``-`` up to the first one that does not (or ``--``); ``-o`` options
 among them are the parameter overrides, everything else is kept in ``args``.
+
+Lines are split on ``\n`` only and classified with Postfix's ASCII whitespace, as Postfix reads
+the file. What the module writes is checked twice before it is installed: the rendered entry is
+parsed back here, then read back by ``postconf -M`` from a scratch copy; when either differs from
+what was asked, nothing is written. ``{ }`` is master.cf's only quoting and has no escape, so a
+value or an argument with an unbalanced brace, or with a control character, is refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,7 +34,15 @@ __metaclass__ = type
 
 import re
 
-from ansible_collections.estafeta.postfix.plugins.module_utils.common import PostfixError
+from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
+    PARAM_NAME_RE,
+    POSTFIX_SPACE,
+    ConfigTransaction,
+    PostfixError,
+    atomic_write,
+    check_text,
+    split_lines,
+)
 
 SERVICE_TYPES = ('inet', 'unix', 'unix-dgram', 'fifo', 'pass')
 FIELDS = ('name', 'type', 'private', 'unpriv', 'chroot', 'wakeup', 'maxproc', 'command')
@@ -36,12 +50,14 @@ FLAG_FIELDS = ('private', 'unpriv', 'chroot')
 # Column where each of the eight fields starts, as in Debian's master.cf.
 COLUMNS = (0, 10, 16, 24, 32, 40, 48, 56)
 INDENT = '  '
+# Field separators inside a logical line (Postfix's CHARS_SPACE); lines are classified with
+# POSTFIX_SPACE (ISSPACE), which also holds vertical tab and form feed.
 BLANKS = ' \t\r\n'
 
-_WAKEUP_RE = re.compile(r'^(-|[0-9]+\??)$')
-_MAXPROC_RE = re.compile(r'^(-|[0-9]+)$')
-_WORD_RE = re.compile(r'^[^\s{}#]+$')
-_PARAM_RE = re.compile(r'^[^\s{}#=,]+$')
+_WAKEUP_RE = re.compile(r'\A(-|[0-9]+\??)\Z')
+_MAXPROC_RE = re.compile(r'\A(-|[0-9]+)\Z')
+# A field (service name, command): printable ASCII without "#" and braces.
+_WORD_RE = re.compile(r'\A[!"$-z|~]+\Z')
 _LINE_NUMBER_RE = re.compile(r'line [0-9]+: ')
 _FLAG_VALUES = {
     '-': '-', 'y': 'y', 'n': 'n',
@@ -104,11 +120,16 @@ def split_nameval(text):
     return name, value.strip(BLANKS)
 
 
-def parse_command(tokens):
+def parse_command(tokens, printed=False):
     """Split the tokens after the command field into (options, args).
 
     ``options`` is a list of ``(name, value)`` pairs in file order; ``args`` the other
     arguments, braces removed.
+
+    ``printed``: the tokens come from ``postconf -M`` output rather than from master.cf. postconf
+    prints an argument in braces only when it holds whitespace, and prints any other argument as
+    it is, even one that starts with ``{`` (the argument ``{}`` is printed ``{}``), so such a token
+    stands for itself there.
     """
     options = []
     args = []
@@ -120,6 +141,8 @@ def parse_command(tokens):
             in_options = False
         if not in_options:
             value = extract_braces(tok)
+            if printed and value is not None and not _has_blank(value):
+                value = None
             args.append(tok if value is None else value)
             i += 1
             continue
@@ -154,13 +177,15 @@ def parse_command(tokens):
     return options, args
 
 
-def parse_entry_text(text):
-    """Parse the text of one logical line into a service dict; None when it has < 8 fields."""
+def parse_entry_text(text, printed=False):
+    """Parse the text of one logical line into a service dict; None when it has < 8 fields.
+
+    ``printed``: see :func:`parse_command`."""
     tokens = split_tokens(text)
     if len(tokens) < len(FIELDS):
         return None
     service = dict(zip(FIELDS, tokens[:len(FIELDS)]))
-    options, args = parse_command(tokens[len(FIELDS):])
+    options, args = parse_command(tokens[len(FIELDS):], printed)
     service['options'] = dict(options)
     service['args'] = args
     service['_option_list'] = options
@@ -172,13 +197,13 @@ def parse_entry_text(text):
 
 
 def classify(line):
-    """One of 'blank', 'comment', 'continuation', 'entry'."""
-    stripped = line.strip(BLANKS)
+    """One of 'blank', 'comment', 'continuation', 'entry' (as Postfix's ``readllines``)."""
+    stripped = line.strip(POSTFIX_SPACE)
     if not stripped:
         return 'blank'
     if stripped.startswith('#'):
         return 'comment'
-    if line[0] in ' \t':
+    if line[0] in POSTFIX_SPACE:
         return 'continuation'
     return 'entry'
 
@@ -201,9 +226,9 @@ class Block:
         return (self.service['name'], self.service['type'])
 
 
-def parse(text):
-    """Parse master.cf text into a list of :class:`Block`."""
-    lines = text.splitlines(True)
+def parse(text, printed=False):
+    """Parse master.cf text (or ``postconf -M`` output, ``printed``) into a list of :class:`Block`."""
+    lines = split_lines(text, keepends=True)
     blocks = []
     i, n = 0, len(lines)
     while i < n:
@@ -223,7 +248,7 @@ def parse(text):
             j += 1
         entry_lines = lines[i:last + 1]
         logical = ' '.join(line for line in entry_lines if classify(line) in ('entry', 'continuation'))
-        blocks.append(Block(entry_lines, service=parse_entry_text(logical), is_entry=True))
+        blocks.append(Block(entry_lines, service=parse_entry_text(logical, printed), is_entry=True))
         i = last + 1
     return blocks
 
@@ -252,18 +277,45 @@ def format_value(value, what):
     if isinstance(value, (list, tuple)):
         items = [format_value(v, what) for v in value]
         items = [v for v in items if v != '']
-        sep = ', ' if any(re.search(r'\s', v) for v in items) else ','
+        sep = ', ' if any(_has_blank(v) for v in items) else ','
         return sep.join(items)
     if isinstance(value, dict):
         raise PostfixError('%s must be a string, a number, a boolean or a list, not a dictionary.' % what)
     return str(value).strip(BLANKS)
 
 
+def _has_blank(text):
+    return any(ch in BLANKS for ch in text)
+
+
+def balanced(text):
+    """True when every ``{`` of ``text`` is closed by a later ``}`` and no ``}`` comes unopened."""
+    level = 0
+    for ch in text:
+        if ch == '{':
+            level += 1
+        elif ch == '}':
+            level -= 1
+            if level < 0:
+                return False
+    return level == 0
+
+
+def check_master_text(what, text):
+    """Refuse text that cannot be written to master.cf so that Postfix reads it back unchanged."""
+    check_text('%s %r' % (what, text), text)
+    if not balanced(text):
+        raise PostfixError(
+            '%s %r has unbalanced braces. master.cf\'s only quoting is { } (master(5)), which cannot hold an '
+            'unbalanced "{" or "}": Postfix would read the overrides and arguments that follow as part of it. '
+            'Nothing was changed.' % (what, text))
+
+
 def _normalize_flag(value, field):
     key = value
     if isinstance(value, bool):
         key = 'true' if value else 'false'
-    key = str(key).strip().lower() if key is not None else '-'
+    key = str(key).strip(BLANKS).lower() if key is not None else '-'
     if key not in _FLAG_VALUES:
         raise PostfixError("%s must be '-', 'y' or 'n' (or a boolean), got %r." % (field, value))
     return _FLAG_VALUES[key]
@@ -271,21 +323,26 @@ def _normalize_flag(value, field):
 
 def _check_word(value, field):
     if not isinstance(value, str) or not _WORD_RE.match(value):
-        raise PostfixError('%s must be a single word without whitespace, newlines, braces or "#", got %r.'
-                           % (field, value))
+        raise PostfixError('%s must be a single word of printable ASCII characters, without whitespace, control '
+                           'characters, braces or "#", got %r. Nothing was changed.' % (field, value))
 
 
 def render_option(name, value):
     """The text of one ``-o`` override: ``-o name=value`` or ``-o { name = value }``."""
-    if value and re.search(r'\s', value):
+    if value and _has_blank(value):
         return '-o { %s = %s }' % (name, value)
     return '-o %s=%s' % (name, value)
 
 
 def render_arg(arg):
-    if re.search(r'\s', arg) or arg[:1] in ('{', '#'):
+    if _has_blank(arg) or arg[:1] in ('{', '#'):
         return '{ %s }' % arg
     return arg
+
+
+def default_private(stype):
+    """The ``private`` field for a new entry: Postfix's master refuses a private inet service."""
+    return 'n' if stype == 'inet' else '-'
 
 
 def normalize_service(params):
@@ -297,11 +354,18 @@ def normalize_service(params):
         raise PostfixError('type must be one of %s, got %r.' % (', '.join(SERVICE_TYPES), stype))
     service = {'name': name, 'type': stype}
     for field in FLAG_FIELDS:
-        service[field] = _normalize_flag(params.get(field, '-'), field)
+        value = params.get(field)
+        if value is None:
+            value = default_private(stype) if field == 'private' else '-'
+        service[field] = _normalize_flag(value, field)
+    if stype == 'inet' and service['private'] != 'n':
+        raise PostfixError('private=%r: an inet service cannot be private ("-" means y), Postfix\'s master refuses to '
+                           'start with "inet service cannot be private". Leave private unset or set it to n. '
+                           'Nothing was changed.' % (params.get('private'),))
     for field, regex, hint in (('wakeup', _WAKEUP_RE, "'-', or seconds optionally followed by '?' (for example 60 or 1000?)"),
                                ('maxproc', _MAXPROC_RE, "'-' or a number of processes (0 means no limit)")):
         value = params.get(field)
-        value = '-' if value is None else str(value).strip()
+        value = '-' if value is None else str(value).strip(BLANKS)
         if isinstance(params.get(field), bool) or not regex.match(value):
             raise PostfixError('%s must be %s, got %r.' % (field, hint, params.get(field)))
         service[field] = value
@@ -312,17 +376,11 @@ def normalize_service(params):
     options = {}
     option_list = []
     for opt_name, raw in (params.get('options') or {}).items():
-        if not isinstance(opt_name, str) or not _PARAM_RE.match(opt_name):
-            raise PostfixError('options: %r is not a valid parameter name (no whitespace, "=", ",", braces or "#").'
-                               % (opt_name,))
+        if not isinstance(opt_name, str) or not PARAM_NAME_RE.match(opt_name):
+            raise PostfixError('options: %r is not a valid parameter name (letters, digits, "_", "." and "-", not '
+                               'first). Nothing was changed.' % (opt_name,))
         value = format_value(raw, 'options.%s' % opt_name)
-        if '\n' in value or '\r' in value:
-            raise PostfixError('options.%s: the value must not contain a newline.' % opt_name)
-        text = render_option(opt_name, value)
-        back, dummy = parse_command(split_tokens(text))
-        if back != [(opt_name, value)]:
-            raise PostfixError('options.%s: the value %r cannot be written to master.cf (unbalanced braces?).'
-                               % (opt_name, value))
+        check_master_text('options.%s: the value' % opt_name, value)
         options[opt_name] = value
         option_list.append((opt_name, value))
 
@@ -331,10 +389,9 @@ def normalize_service(params):
     for index, arg in enumerate(params.get('args') or []):
         arg = '' if arg is None else str(arg)
         what = 'args[%d]' % index
+        check_master_text(what, arg)
         if not arg.strip(BLANKS):
             raise PostfixError('%s: empty arguments cannot be written to master.cf.' % what)
-        if '\n' in arg or '\r' in arg:
-            raise PostfixError('%s: %r must not contain a newline.' % (what, arg))
         if arg != arg.strip(BLANKS):
             raise PostfixError('%s: %r must not start or end with whitespace.' % (what, arg))
         if in_options and (not arg.startswith('-') or arg == '--'):
@@ -342,14 +399,47 @@ def normalize_service(params):
         if in_options and 'o' in arg[1:]:
             raise PostfixError('%s: %r is a -o override: put it in options (name: value) instead of args.'
                                % (what, arg))
-        token = render_arg(arg)
-        if split_tokens(token) != [token] or extract_braces(token) != arg:
-            raise PostfixError('%s: %r cannot be written to master.cf (unbalanced braces?).' % (what, arg))
         args.append(arg)
     service['options'] = options
     service['args'] = args
     service['_option_list'] = option_list
+    check_round_trip(service)
     return service
+
+
+def differences(wanted, got):
+    """What Postfix reads (``got``) differently from ``wanted``, in words; empty when the same.
+
+    Strict: option values and arguments must be identical text.
+    """
+    if got is None:
+        return ['the entry is not there']
+    problems = []
+    for field in FIELDS:
+        if wanted[field] != got[field]:
+            problems.append('%s is %r instead of %r' % (field, got[field], wanted[field]))
+    for name, value in wanted['options'].items():
+        if name not in got['options']:
+            problems.append('-o %s is missing' % name)
+        elif got['options'][name] != value:
+            problems.append('-o %s is %r instead of %r' % (name, got['options'][name], value))
+    for name in got['options']:
+        if name not in wanted['options']:
+            problems.append('there is an extra -o %s=%s' % (name, got['options'][name]))
+    if got['args'] != wanted['args']:
+        problems.append('the arguments are %r instead of %r' % (got['args'], wanted['args']))
+    return problems
+
+
+def check_round_trip(service):
+    """Parse the rendered entry back; PostfixError when it reads differently from ``service``."""
+    blocks = parse(''.join(render_entry(service)))
+    entries = [b for b in blocks if b.is_entry]
+    got = entries[0].service if len(entries) == 1 else None
+    problems = differences(service, got)
+    if problems:
+        raise PostfixError('The master.cf entry %s/%s cannot be written so that Postfix reads it back as given: %s. '
+                           'Nothing was changed.' % (service['name'], service['type'], '; '.join(problems)))
 
 
 # ---------------------------------------------------------------------------
@@ -357,8 +447,8 @@ def normalize_service(params):
 
 
 def _norm_value(value):
-    value = re.sub(r'\s*,\s*', ',', value.strip(BLANKS))
-    return re.sub(r'\s+', ' ', value)
+    value = re.sub(r'[ \t\r\n]*,[ \t\r\n]*', ',', value.strip(BLANKS))
+    return re.sub(r'[ \t\r\n]+', ' ', value)
 
 
 def same_service(a, b):
@@ -435,13 +525,13 @@ def _newline_of(text):
 
 def _commented_block_end(blocks, name, stype):
     """Index after a commented-out entry for name/type (Debian ships several), or None."""
-    header = re.compile(r'^#\s*%s\s+%s(\s|$)' % (re.escape(name), re.escape(stype)))
+    header = re.compile(r'^#\s*%s\s+%s(\s|$)' % (re.escape(name), re.escape(stype)), re.ASCII)
     for index, block in enumerate(blocks):
         if block.is_entry or not header.match(block.text):
             continue
         end = index + 1
         # Its commented continuation lines: "#" followed by at least two blanks.
-        while end < len(blocks) and not blocks[end].is_entry and re.match(r'^#(\t|\s\s)\s*\S', blocks[end].text):
+        while end < len(blocks) and not blocks[end].is_entry and re.match(r'^#(\t|\s\s)\s*\S', blocks[end].text, re.ASCII):
             end += 1
         return end
     return None
@@ -485,3 +575,66 @@ def new_warnings(before, after):
     """Warnings in ``after`` that were not already in ``before`` (line numbers ignored)."""
     seen = set(_LINE_NUMBER_RE.sub('', w) for w in before)
     return [w for w in after if _LINE_NUMBER_RE.sub('', w) not in seen]
+
+
+# ---------------------------------------------------------------------------
+# The module
+
+
+def service_in(text, name, stype, printed=True):
+    """The first entry name/type in ``postconf -M`` output (``printed=False``: master.cf text), or None."""
+    for block in parse(text, printed):
+        if block.key() == (name, stype):
+            return block.service
+    return None
+
+
+def _staged(tx, config_dir, what):
+    """``(warnings, services)`` of the staged files; a fatal postconf error fails the task."""
+    try:
+        return tx.read_staged()
+    except PostfixError as exc:
+        raise PostfixError('%s, nothing was changed: %s' % (what, exc.msg.replace(tx.scratch, config_dir)),
+                           **exc.details)
+
+
+def apply(runner, config_dir, params, check_mode=False, want_diff=False, backup_func=None, mover=None, check=True):
+    """Bring the entry ``params['name']``/``params['type']`` to ``params['state']``; see the module docs.
+
+    The new master.cf is staged in a scratch copy, where ``postconf -M`` must read the entry back
+    exactly as asked (and print no new warning) before anything is installed.
+    """
+    name, stype = params['name'], params['type']
+    key = '%s/%s' % (name, stype)
+    wanted = normalize_service(params) if params['state'] == 'present' else None
+    result = dict(changed=False)
+    with ConfigTransaction(runner, config_dir, mover=mover) as tx:
+        old_text = tx.before['master.cf']
+        new_text, before, after = edit(old_text, name, stype, wanted)
+        result.update(before=public(before), service=public(after))
+        if new_text != old_text:
+            warnings_before, dummy = _staged(tx, config_dir, 'Postfix rejects the current configuration')
+            atomic_write(tx.path('master.cf'), new_text)
+            warnings_after, services = _staged(tx, config_dir, 'Postfix rejects the new master.cf entry %s' % key)
+            added = new_warnings(warnings_before, warnings_after)
+            if added:
+                raise PostfixError('Postfix warns about the new master.cf entry %s, nothing was changed: %s'
+                                   % (key, '; '.join(added)), warnings=added)
+            got = service_in(services, name, stype)
+            if wanted is None:
+                problems = [] if got is None else ['the entry is still there']
+            elif same_service(before, wanted):
+                problems = [] if same_service(wanted, got) else differences(wanted, got)
+            else:
+                problems = differences(wanted, got)
+            if problems:
+                raise PostfixError('postconf -M reads the new master.cf entry %s differently from what was asked: %s. '
+                                   'Nothing was changed.' % (key, '; '.join(problems)))
+            result['changed'] = True
+        if want_diff:
+            result['diff'] = tx.diff('master.cf')
+        if result['changed'] and not check_mode:
+            if backup_func is not None:
+                result['backup_file'] = tx.backup('master.cf', backup_func)
+            tx.commit(check=check)
+    return result

@@ -26,23 +26,28 @@ import difflib
 import re
 
 from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
+    PARAM_NAME_RE,
+    POSTFIX_SPACE,
     ConfigTransaction,
     PostfixError,
+    bad_char,
+    describe_char,
+    split_lines,
 )
+from ansible_collections.estafeta.postfix.plugins.module_utils import master_cf
 
 # A leading "-" would reach postconf as an option.
-NAME_RE = re.compile(r'\A[A-Za-z0-9_][A-Za-z0-9_.-]*\Z')
+NAME_RE = PARAM_NAME_RE
 SERVICE_TYPES = ('inet', 'unix', 'unix-dgram', 'fifo', 'pass')
 # Postfix separates list elements with commas and/or whitespace (CHARS_COMMA_SP).
 LIST_SEPARATORS = ', \t\r\n'
-_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 # postconf gets "name=value" as one command-line argument, and Linux limits one argument to 128 kB
 # (MAX_ARG_STRLEN); a longer value would fail with "Argument list too long".
 MAX_VALUE_BYTES = 100000
-_CONTROL_NAMES = {'\n': 'a newline', '\r': 'a carriage return', '\x00': 'a NUL byte', '\t': 'a tab'}
 # "postconf: warning: /etc/postfix/main.cf: unused parameter: name=value"
-_UNUSED_RE = re.compile(r'warning: (?:.*/)?(?P<file>main|master)\.cf: unused parameter: (?P<name>[^=\s]+)=(?P<value>.*)$')
-_NAMEVAL_RE = re.compile(r'^(?P<name>[^=\s]+)\s*=\s*(?P<value>.*)$')
+_UNUSED_RE = re.compile(r'warning: (?:.*/)?(?P<file>main|master)\.cf: unused parameter: (?P<name>[^=\s]+)=(?P<value>.*)$',
+                        re.ASCII | re.DOTALL)
+_NAMEVAL_RE = re.compile(r'^(?P<name>[^=\s]+)\s*=\s*(?P<value>.*)$', re.ASCII | re.DOTALL)
 
 
 def _render_scalar(value):
@@ -51,9 +56,9 @@ def _render_scalar(value):
     if isinstance(value, (int, float)):
         return str(value)
     if isinstance(value, str):
-        return value.strip()
+        return value.strip(POSTFIX_SPACE)
     if isinstance(value, bytes):
-        return value.decode('utf-8', 'surrogateescape').strip()
+        return value.decode('utf-8', 'surrogateescape').strip(POSTFIX_SPACE)
     raise TypeError('a value must be a string, a number, a boolean or a list of those, got %s'
                     % type(value).__name__)
 
@@ -62,7 +67,7 @@ def render_value(value, separator=', '):
     """Render a value the way ``postconf -e`` stores it.
 
     Booleans become ``yes``/``no``, numbers their decimal text, strings lose surrounding
-    whitespace (Postfix strips it too), lists are joined with ``separator`` (empty items are
+    whitespace (Postfix strips its ASCII whitespace too), lists are joined with ``separator`` (empty items are
     dropped; an empty list gives an empty string). Raises TypeError for other types.
     """
     if value is None:
@@ -124,12 +129,10 @@ def check_value(name, text):
         raise PostfixError('The value of %r is %d bytes long; postconf takes at most %d bytes for one value (on its '
                            'command line). Put a long list into a lookup table and refer to the table instead. '
                            'Nothing was changed.' % (name, size, MAX_VALUE_BYTES))
-    match = _CONTROL_RE.search(text)
-    if match:
-        char = match.group(0)
-        raise PostfixError('The value of %r contains %s (%r): a Postfix parameter value is one line of '
-                           'text. Nothing was changed.'
-                           % (name, _CONTROL_NAMES.get(char, 'a control character'), char))
+    char = bad_char(text)
+    if char is not None:
+        raise PostfixError('The value of %r contains %s: a Postfix parameter value is one line of text, and Postfix '
+                           'would not read it back as given. Nothing was changed.' % (name, describe_char(char)))
 
 
 def parse_service(service):
@@ -139,9 +142,9 @@ def parse_service(service):
     name, stype = service.rsplit('/', 1)
     if stype not in SERVICE_TYPES:
         raise PostfixError('service %r: the type must be one of %s; got %r.' % (service, ', '.join(SERVICE_TYPES), stype))
-    if not name or name.startswith('-') or re.search(r'[\s=\x00-\x1f\x7f]', name):
-        raise PostfixError('service %r: the service name must be non-empty, without whitespace or "=", '
-                           'and must not start with "-".' % (service,))
+    if not name or name.startswith('-') or not re.match(r'\A[!"$-<>-z|~]+\Z', name):
+        raise PostfixError('service %r: the service name must be non-empty printable ASCII, without whitespace, "=", '
+                           '"#" or braces, and must not start with "-".' % (service,))
     return name, stype
 
 
@@ -150,6 +153,8 @@ def render_service_value(name, value):
 
     List items are joined with commas; whitespace inside an item (``check_sender_access
     hash:/etc/postfix/access``) becomes a comma too, which Postfix lists treat the same way.
+    Braces must come in pairs: master.cf cannot quote an unbalanced one (see
+    :func:`.master_cf.check_master_text`).
     """
     if isinstance(value, (list, tuple)):
         items = []
@@ -157,48 +162,49 @@ def render_service_value(name, value):
             text = render_value([item])
             if text:
                 if '{' not in text:
-                    text = re.sub(r'[\s,]+', ',', text)
+                    text = re.sub(r'[ \t\r\n,]+', ',', text)
                 items.append(text)
         text = ','.join(items)
     else:
         text = render_value(value)
     check_value(name, text)
-    if re.search(r'\s', text):
+    if any(ch in master_cf.BLANKS for ch in text):
         raise PostfixError(
             'The master.cf override %r=%r contains whitespace, which "postconf -P" cannot write. Give a '
             'list (its items are joined with commas), write commas instead of spaces, or set a main.cf '
             'parameter and refer to it as $name in the override. Nothing was changed.' % (name, text))
+    master_cf.check_master_text('The master.cf override %s: the value' % name, text)
     return text
 
 
 def parse_postconf_output(text):
     """``name = value`` lines (``postconf -n``/``-d``/``-P``) -> dict; later lines win."""
     result = {}
-    for line in text.splitlines():
+    for line in split_lines(text):
         match = _NAMEVAL_RE.match(line)
         if match:
-            result[match.group('name')] = match.group('value').strip()
+            result[match.group('name')] = match.group('value').strip(POSTFIX_SPACE)
     return result
 
 
 def parse_unused(stderr, which):
     """Names (and values) that Postfix reports as "unused parameter" in main.cf or master.cf."""
     result = {}
-    for line in stderr.splitlines():
+    for line in split_lines(stderr):
         match = _UNUSED_RE.search(line)
         if match and match.group('file') == which:
-            result[match.group('name')] = match.group('value').strip()
+            result[match.group('name')] = match.group('value').strip(POSTFIX_SPACE)
     return result
 
 
 def parse_main_cf(text):
     """Parse main.cf text like Postfix: comments, blank lines, continuation lines; last entry wins."""
     entries = []
-    for line in text.splitlines():
-        stripped = line.strip()
+    for line in split_lines(text):
+        stripped = line.strip(POSTFIX_SPACE)
         if not stripped or stripped.startswith('#'):
             continue
-        if line[0] in ' \t':
+        if line[0] in POSTFIX_SPACE:
             if entries:
                 entries[-1] = entries[-1] + ' ' + stripped
             continue
@@ -207,16 +213,16 @@ def parse_main_cf(text):
     for entry in entries:
         match = _NAMEVAL_RE.match(entry)
         if match:
-            result[match.group('name')] = match.group('value').strip()
+            result[match.group('name')] = match.group('value').strip(POSTFIX_SPACE)
     return result
 
 
 def parse_services(text):
     """``postconf -M`` output -> set of ``(service, type)``."""
     services = set()
-    for line in text.splitlines():
+    for line in split_lines(text):
         fields = line.split()
-        if len(fields) >= 2 and not line[0].isspace() and not fields[0].startswith('#'):
+        if len(fields) >= 2 and line[0] not in POSTFIX_SPACE and not fields[0].startswith('#'):
             services.add((fields[0], fields[1]))
     return services
 
@@ -279,13 +285,33 @@ def _read_service(runner, tx, service):
         raise PostfixError(
             'Service %s is not defined in %s/master.cf, so it cannot take -o overrides. Define it first '
             '(estafeta.postfix.master_service). Nothing was changed.' % (service, tx.config_dir))
+    entry = master_cf.service_in(out, svc, stype)
     dummy, out, err = runner.run(['postconf', '-c', tx.scratch, '-P'], what='postconf -P')
     prefix = '%s/%s/' % (svc, stype)
     current = {}
     for key, value in parse_postconf_output(out).items():
         if key.startswith(prefix) and '/' not in key[len(prefix):]:
             current[key[len(prefix):]] = value
-    return current, set(parse_unused(err, 'master'))
+    return current, set(parse_unused(err, 'master')), entry
+
+
+def _check_service_edit(runner, tx, service, entry, to_set, to_remove):
+    """The edited service, as ``postconf -M`` reads the staged master.cf, must be the old entry with exactly
+    the asked overrides set or removed, and every other field, override and argument unchanged."""
+    svc, stype = parse_service(service)
+    tx.settle()
+    dummy, out, dummy2 = runner.run(['postconf', '-c', tx.scratch, '-M'], what='postconf -M')
+    got = master_cf.service_in(out, svc, stype)
+    expected = dict(entry)
+    expected['options'] = dict(entry['options'])
+    for name, value in to_set:
+        expected['options'][name] = value
+    for name in to_remove:
+        expected['options'].pop(name, None)
+    problems = master_cf.differences(expected, got)
+    if problems:
+        raise PostfixError('After "postconf -P", Postfix reads the service %s differently from what was asked: %s. '
+                           'Nothing was changed.' % (service, '; '.join(problems)))
 
 
 def sort_appended(path, new_names):
@@ -334,7 +360,7 @@ def apply(runner, config_dir, params, state='present', service=None, allow_unkno
     result = {'changed': False, 'changes': []}
     with ConfigTransaction(runner, config_dir, mover=mover) as tx:
         if service:
-            current, unused = _read_service(runner, tx, service)
+            current, unused, entry = _read_service(runner, tx, service)
         else:
             current, unused = read_main(runner, tx)
 
@@ -352,6 +378,10 @@ def apply(runner, config_dir, params, state='present', service=None, allow_unkno
                 to_set.append((name, after))
                 changes.append({'name': name, 'before': before, 'after': after})
 
+        # A value with braces may make Postfix read it otherwise than written ("{a}.b": Postfix takes a
+        # list element that starts with "{" as { text }); postconf says so in a warning.
+        braces = [n for n, v in to_set if '{' in v or '}' in v]
+        warnings_before = tx.postconf_warnings() if braces else []
         prefix = '%s/' % service if service else ''
         base = ['postconf', '-c', tx.scratch] + (['-P'] if service else [])
         if to_set:
@@ -362,6 +392,14 @@ def apply(runner, config_dir, params, state='present', service=None, allow_unkno
         if to_remove:
             runner.run(base + ['-X'] + [prefix + n for n in to_remove],
                        what='postconf %s-X' % ('-P ' if service else ''))
+        if service and (to_set or to_remove):
+            _check_service_edit(runner, tx, service, entry, to_set, to_remove)
+        if braces:
+            added = master_cf.new_warnings(warnings_before, tx.postconf_warnings())
+            added = [w for w in added if not _UNUSED_RE.search(w)]
+            if added:
+                raise PostfixError('Postfix warns about the new value of %s, so it would not read it as written: %s. '
+                                   'Nothing was changed.' % (', '.join(braces), '; '.join(added)), warnings=added)
 
         present = [n for n in sorted(wanted) if wanted[n] is not None]
         if present and not allow_unknown:

@@ -16,6 +16,10 @@ sorted by a stable *rank* (:func:`rank`) so that the list is always in a safe or
 permits for trusted clients, access maps, the relay check, syntax checks, DNS blocklists,
 policy services, and the terminal ``permit``/``reject`` last. Items nobody owns (written by
 an administrator) are kept. See docs/docsite/rst/guide_restriction_lists.rst in the collection.
+
+With ``exclusive``, the list is exactly :func:`composed`: a pure function of the ownership
+record, so any hand edit of the list is undone. main.cf and the record change together or not
+at all (:meth:`.common.ConfigTransaction.commit`).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -30,7 +34,6 @@ import re
 from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
     ConfigTransaction,
     PostfixError,
-    atomic_write,
     make_diff,
     read_text,
 )
@@ -207,6 +210,15 @@ def _dedupe(items):
     return result
 
 
+def _balanced(text):
+    level = 0
+    for char in text:
+        level += {'{': 1, '}': -1}.get(char, 0)
+        if level < 0:
+            return False
+    return level == 0
+
+
 def normalize_items(items, what='items'):
     """Validate the items given to the module and bring them to the grouped form."""
     result = []
@@ -215,6 +227,9 @@ def normalize_items(items, what='items'):
             raise PostfixError('Each of %s must be a string such as "permit_mynetworks" or '
                                '"check_sender_access hash:/etc/postfix/access"; got %r.' % (what, item))
         check_value(what, item)
+        if not _balanced(item):
+            raise PostfixError('%s: %r has unbalanced braces: Postfix would read the items that follow it as part of '
+                               'it (text in { } stays together in a list). Nothing was changed.' % (what, item))
         result.extend(parse_items(item))
     return _dedupe(result)
 
@@ -308,13 +323,14 @@ def compose(current, owner, items, remove, state, name, present=True):
 
 
 def composed(state, name):
-    """List ``name`` as exactly the composition of every owner's recorded items (pure function).
+    """The list ``name`` made of its owners' items only; a pure function of the ownership record.
 
-    Owners in sorted name order, each owner's items in its order, de-duplicated, then sorted by
-    :func:`rank` (stable). What ``exclusive=true`` writes.
+    ``state`` is the record as :func:`load_state` returns it. Owners in sorted name order, each
+    owner's items in its given order, duplicates dropped (first kept), then stable-sorted by
+    :func:`rank`.
     """
-    items = []
     owners = state.get(name, {})
+    items = []
     for owner in sorted(owners):
         items.extend(owners[owner])
     return order(_dedupe(items))
@@ -350,6 +366,9 @@ def _default_is_empty(runner, tx, name):
 def apply(runner, config_dir, name, owner, items, state='present', remove=None, allow_unknown=False,
           check_mode=False, check=True, backup_func=None, mover=None, want_diff=False, exclusive=False):
     """Bring the contribution of ``owner`` to list ``name`` to ``state``; see the module docs.
+
+    With ``exclusive`` the list becomes :func:`composed` of the new ownership record (items nobody
+    owns are dropped). main.cf and the ownership record are installed all-or-nothing.
 
     Returns a result dict (``changed``, ``value``, ``items``, ``owned``, ``diff``, ``backup_file``,
     ``warnings``). Raises PostfixError before anything is written for bad input.
@@ -401,14 +420,13 @@ def apply(runner, config_dir, name, owner, items, state='present', remove=None, 
                 old = before_text if os.path.exists(state_path(config_dir)) else ''
                 diffs.append(make_diff(old, after_text, state_path(config_dir)))
             result['diff'] = diffs
-        if check_mode:
+        if check_mode or not result['changed']:
             return result
-        if main_changed:
-            if backup_func is not None:
-                backup_file = tx.backup('main.cf', backup_func)
-                if backup_file:
-                    result['backup_file'] = backup_file
-            tx.commit(check=check)
-        if record_changed:
-            atomic_write(state_path(config_dir), after_text, mode=0o644, mover=mover)
+        if main_changed and backup_func is not None:
+            backup_file = tx.backup('main.cf', backup_func)
+            if backup_file:
+                result['backup_file'] = backup_file
+        # The record first: should the process die between the two, the record already holds the
+        # owner's intent and the next run (or state=absent) finds what to put in or take out.
+        tx.commit(check=check, extra=[(state_path(config_dir), after_text, 0o644)] if record_changed else [])
     return result

@@ -28,7 +28,9 @@ description:
     C(postscreen) services), otherwise at the end of the file. Commented-out lines are never changed.
   - Before anything is written, the new C(master.cf) is checked with C(postconf -M) and
     C(postconf -n) in a scratch copy of the configuration directory; an error or a new
-    warning (such as an unknown parameter in O(options)) fails the task and nothing is written.
+    warning (such as an unknown parameter in O(options)), or an entry that C(postconf -M)
+    reads back differently from what was asked, fails the task and nothing is written.
+  - When C(master.cf) is a symbolic link, the file it points to is replaced and the link stays.
 author:
   - estafeta.postfix contributors (@estafeta)
 options:
@@ -48,11 +50,12 @@ options:
   private:
     description:
       - Whether the service is accessible only by the mail system (C(private) field).
-      - V(-) means the Postfix default, V(y). Internet (C(inet)) services cannot be private,
-        so they use V(n).
+      - V(-) means the Postfix default, V(y).
+      - Internet (C(inet)) services cannot be private (Postfix's master refuses to start with
+        C(inet service cannot be private)), so for O(type=inet) the default is V(n) and V(y) or
+        V(-) are refused. For the other types the default is V(-).
       - V(true)/V(false) are accepted for V(y)/V(n).
     type: raw
-    default: '-'
   unpriv:
     description:
       - Whether the service runs with the privileges of the mail owner (C(unpriv) field).
@@ -90,6 +93,9 @@ options:
         C(flags=... user=... argv=...) arguments of a C(pipe) service.
       - They are written after the C(-o) lines. An argument with whitespace is written as
         C({ argument }) (Postfix 3.0 and later).
+      - C({ }) is the only quoting of C(master.cf) and has no escape character, so an argument
+        with an unbalanced C({) or C(}) (for example V(user=nobody{x)) is refused, as is one with
+        a control character (NUL, tab, newline, and the like).
       - Put C(-o) overrides in O(options), not here.
     type: list
     elements: str
@@ -104,6 +110,9 @@ options:
         C(permit_sasl_authenticated,reject)). An empty value or V(null) gives C(-o name=), which
         clears the C(main.cf) setting for this service.
       - A value with whitespace is written as C(-o { name = value }) (Postfix 3.0 and later).
+        A value with an unbalanced C({) or C(}), or with a control character, cannot be written so
+        that Postfix reads it back and is refused (braces in pairs, such as
+        V(inline:{ a=b, c=d }), are fine).
     type: dict
     default: {}
   state:
@@ -263,55 +272,13 @@ backup_file:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
-    ConfigTransaction,
     ModuleRunner,
     PostfixError,
-    atomic_write,
 )
 from ansible_collections.estafeta.postfix.plugins.module_utils.master_cf import (
     SERVICE_TYPES,
-    edit,
-    new_warnings,
-    normalize_service,
-    public,
+    apply,
 )
-
-
-def validate(tx, config_dir, what):
-    """Warnings of postconf -n/-M on the staged files; a fatal postconf error fails the task."""
-    try:
-        return tx.postconf_warnings()
-    except PostfixError as exc:
-        raise PostfixError('%s, nothing was changed: %s' % (what, exc.msg.replace(tx.scratch, config_dir)),
-                           **exc.details)
-
-
-def run(module, runner):
-    params = module.params
-    config_dir = params['config_dir']
-    key = '%s/%s' % (params['name'], params['type'])
-    wanted = normalize_service(params) if params['state'] == 'present' else None
-    result = dict(changed=False)
-    with ConfigTransaction(runner, config_dir, mover=module.atomic_move) as tx:
-        old_text = tx.before['master.cf']
-        new_text, before, after = edit(old_text, params['name'], params['type'], wanted)
-        result.update(before=public(before), service=public(after))
-        if new_text != old_text:
-            warnings_before = validate(tx, config_dir, 'Postfix rejects the current configuration')
-            atomic_write(tx.path('master.cf'), new_text)
-            warnings_after = validate(tx, config_dir, 'Postfix rejects the new master.cf entry %s' % key)
-            added = new_warnings(warnings_before, warnings_after)
-            if added:
-                raise PostfixError('Postfix warns about the new master.cf entry %s, nothing was changed: %s'
-                                   % (key, '; '.join(added)), warnings=added)
-            result['changed'] = True
-        if module._diff:
-            result['diff'] = tx.diff('master.cf')
-        if result['changed'] and not module.check_mode:
-            if params['backup']:
-                result['backup_file'] = tx.backup('master.cf', module.backup_local)
-            tx.commit(check=params['check'])
-    return result
 
 
 def main():
@@ -319,7 +286,7 @@ def main():
         argument_spec=dict(
             name=dict(type='str', required=True),
             type=dict(type='str', required=True, choices=list(SERVICE_TYPES)),
-            private=dict(type='raw', default='-'),
+            private=dict(type='raw'),
             unpriv=dict(type='raw', default='-'),
             chroot=dict(type='raw', default='-'),
             wakeup=dict(type='raw', default='-'),
@@ -336,7 +303,10 @@ def main():
         supports_check_mode=True,
     )
     try:
-        result = run(module, ModuleRunner(module))
+        result = apply(ModuleRunner(module), module.params['config_dir'], module.params,
+                       check_mode=module.check_mode, want_diff=module._diff,
+                       backup_func=module.backup_local if module.params['backup'] else None,
+                       mover=module.atomic_move, check=module.params['check'])
     except PostfixError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     module.exit_json(**result)

@@ -14,16 +14,30 @@ short_description: Manage a Postfix lookup table and rebuild its database only w
 version_added: 0.1.0
 description:
   - Writes the source file of a Postfix lookup table (access, sender lists, virtual aliases,
-    transport, SASL passwords, header checks, aliases) from O(entries), and builds its database
-    with C(postmap) (or C(postalias) for alias tables) only when the source changed, the
-    database is missing or older than the source, or O(rebuild=true).
+    transport, SASL passwords, header checks, aliases) from O(entries) (or O(secret_entries)),
+    and builds its database with C(postmap) (or C(postalias) for alias tables) only when needed.
+    That is, when the source changed, the database is missing or older than the source, its
+    content differs from the source, or O(rebuild=true).
+  - The content of the database is compared with the source on every run. The entries
+    C(postmap -s) (C(postalias -s)) lists must be the entries Postfix reads from the source, with
+    keys folded to lower case as Postfix folds them. So a database built by hand from another file,
+    with entries added or removed, or left behind by an interrupted change, is rebuilt (and the task
+    reports a change), whatever its timestamp.
   - The new source and database are built next to the target under temporary names, queried
-    once, then renamed into place, so Postfix never reads a half-built database.
+    once, then renamed into place, the database first. When a rename fails (an immutable file, a
+    full disk), the files already replaced are put back, so source and database always belong
+    together and the task fails with a clear message.
+  - When O(path) is a symbolic link, the file it points to is written (in its own directory,
+    atomically) and gets O(owner), O(group) and O(mode); the link stays. The database is built
+    next to O(path), as C(postmap) does, and must not be a symbolic link itself. With
+    O(state=absent) and O(exclusive=true) the link itself is removed, not the file it points to.
   - Tables of type V(regexp), V(pcre), V(cidr) and V(texthash) are read by Postfix directly and
     are never postmapped; the module lets Postfix parse the candidate file first and fails,
     without writing anything, on any warning (for example a broken regular expression).
-  - Bad input (keys with whitespace, empty keys or values, line breaks, a key given twice with
-    different values) fails with a message naming the key, before anything is written.
+  - Bad input (keys with whitespace, empty keys or values, line breaks or other control characters
+    such as NUL, a key given twice with different values) fails with a message naming the key,
+    before anything is written. Lines end at a line feed only, as Postfix reads them, so Unicode line
+    separators (U+2028, U+2029) are ordinary text.
 author:
   - estafeta.postfix contributors (@estafeta)
 extends_documentation_fragment:
@@ -47,7 +61,20 @@ options:
         spaces) and the value is the action.
       - With O(state=absent) and O(exclusive=false) the values are ignored and a plain list of keys
         is accepted too.
-      - Required with O(state=present). An empty list with O(exclusive=true) makes an empty table.
+      - With O(state=present), O(entries) or O(secret_entries) is required. An empty list with
+        O(exclusive=true) makes an empty table.
+      - Mutually exclusive with O(secret_entries).
+    type: raw
+  secret_entries:
+    description:
+      - The table's entries when their values are secrets (for example C(smtp_sasl_password_maps)),
+        in the same forms as O(entries).
+      - This option is declared C(no_log), so its content never reaches the system log (the
+        invocation Ansible logs before the module runs), the result or C(-vvv) output. The diff shows
+        C(********) instead of each value, and the returned data holds keys only. With the dict
+        form the keys stay visible; with the list form Ansible masks the keys too.
+      - Use together with O(mode=0600).
+      - Mutually exclusive with O(entries).
     type: raw
   type:
     description:
@@ -67,16 +94,20 @@ options:
   exclusive:
     description:
       - If V(true), the module owns the whole file; keys not in O(entries) are removed, comments
-        are dropped, and a header comment says that local edits are overwritten.
+        are dropped, and a header comment says that local edits are overwritten. With
+        O(state=absent), the whole table (source and database) is removed.
       - If V(false), only the given entries are ensured present with their value (or absent with
         O(state=absent)); every other line and comment is kept as it is. New keys are appended at
         the end of the file.
+      - The default depends on O(state). It is V(true) with O(state=present) and V(false) with
+        O(state=absent), so that C(state=absent) removes the listed entries only. Removing the
+        whole table takes an explicit O(exclusive=true), and O(state=absent) without O(entries)
+        and without O(exclusive=true) fails.
     type: bool
-    default: true
   state:
     description:
-      - V(present) ensures the entries; V(absent) removes them (O(exclusive=false)) or removes the
-        source file and its database (O(exclusive=true)).
+      - V(present) ensures the entries; V(absent) removes the listed entries (the default,
+        O(exclusive=false)) or the source file and its database (O(exclusive=true)).
     type: str
     choices: [present, absent]
     default: present
@@ -95,13 +126,6 @@ options:
       - Default keeps the mode of an existing source file, or C(0644) for a new one. The database
         always gets the same owner, group and mode as the source.
     type: raw
-  secret:
-    description:
-      - The values are secrets (for example C(smtp_sasl_password_maps)). They are never shown;
-        the diff shows C(********) instead of each value, Ansible masks them in any output, and the
-        returned data holds keys only. Use together with O(mode=0600).
-    type: bool
-    default: false
   rebuild:
     description:
       - Build the database even if it looks current.
@@ -160,8 +184,7 @@ EXAMPLES = r'''
   estafeta.postfix.postmap_file:
     path: /etc/postfix/sasl_passwd
     mode: '0600'
-    secret: true
-    entries:
+    secret_entries:
       '[smtp.example.net]:587': "relayuser:{{ vault_relay_password }}"
 
 - name: Header checks, in order (first match wins)
@@ -187,10 +210,15 @@ EXAMPLES = r'''
 - name: Make sure one sender is no longer blocked, keeping the rest of the file
   estafeta.postfix.postmap_file:
     path: /etc/postfix/access
-    exclusive: false
     state: absent
     entries:
       - bob645@yahoo.com
+
+- name: Remove a whole table with its database
+  estafeta.postfix.postmap_file:
+    path: /etc/postfix/old_access
+    state: absent
+    exclusive: true
 '''
 
 RETURN = r'''
@@ -253,7 +281,6 @@ from ansible_collections.estafeta.postfix.plugins.module_utils.common import (
 from ansible_collections.estafeta.postfix.plugins.module_utils.postmap import (
     TYPES,
     PostmapFile,
-    secret_values,
 )
 
 
@@ -262,24 +289,24 @@ def main():
         argument_spec=dict(
             path=dict(type='path', required=True),
             entries=dict(type='raw'),
+            secret_entries=dict(type='raw', no_log=True),
             type=dict(type='str', choices=list(TYPES)),
             alias=dict(type='bool', default=False),
-            exclusive=dict(type='bool', default=True),
+            exclusive=dict(type='bool'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             owner=dict(type='str'),
             group=dict(type='str'),
             mode=dict(type='raw'),
-            secret=dict(type='bool', default=False),
             rebuild=dict(type='bool', default=False),
             config_dir=dict(type='path', default='/etc/postfix'),
             backup=dict(type='bool', default=False),
         ),
-        required_if=[('state', 'present', ('entries',))],
+        mutually_exclusive=[('entries', 'secret_entries')],
+        required_if=[('state', 'present', ('entries', 'secret_entries'), True)],
         supports_check_mode=True,
     )
     p = module.params
-    if p['secret']:
-        module.no_log_values.update(secret_values(p['entries']))
+    secret = p['secret_entries'] is not None
     runner = ModuleRunner(module)
     try:
         table_type = p['type']
@@ -287,9 +314,9 @@ def main():
             dummy, out, dummy2 = runner.run(['postconf', '-c', p['config_dir'], '-h', 'default_database_type'])
             table_type = out.strip()
         table = PostmapFile(
-            runner, p['path'], table_type, entries=p['entries'], alias=p['alias'],
-            exclusive=p['exclusive'], state=p['state'], owner=p['owner'], group=p['group'],
-            mode=p['mode'], secret=p['secret'], config_dir=p['config_dir'], rebuild=p['rebuild'])
+            runner, p['path'], table_type, entries=p['secret_entries'] if secret else p['entries'],
+            alias=p['alias'], exclusive=p['exclusive'], state=p['state'], owner=p['owner'], group=p['group'],
+            mode=p['mode'], secret=secret, config_dir=p['config_dir'], rebuild=p['rebuild'])
         result = table.run(check_mode=module.check_mode, want_diff=module._diff,
                            backup_func=module.backup_local if p['backup'] else None)
     except PostfixError as exc:

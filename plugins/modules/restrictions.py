@@ -17,10 +17,13 @@ description:
     V(postgrey)) contributes to a Postfix restriction list such as C(smtpd_recipient_restrictions),
     without touching what other owners or an administrator put there.
   - The items each owner contributed are recorded in C(estafeta-restrictions.json) in O(config_dir)
-    (mode C(0644), written atomically). The new list is the list now in effect, minus the items this
-    owner contributed before and no longer lists (and the items in O(remove)), plus the items of
-    O(items). Items nobody owns, for example written by hand, are kept. An item that another owner
+    (mode C(0644)). The new list is the list now in effect, minus the items this owner contributed
+    before and no longer lists (and the items in O(remove)), plus the items of O(items). Items nobody
+    owns, for example written by hand, are kept (unless O(exclusive=true)). An item that another owner
     also contributes is never removed.
+  - C(main.cf) and the ownership record change together or not at all. When either cannot be replaced
+    (for example an immutable file), or C(postfix check) fails, both stay as they were. A symbolic
+    link in their place is followed (the file it points to is replaced).
   - The list is then sorted by a fixed rank, so that it is always in a safe order whatever the order
     in which the owners were applied. C(permit_mynetworks) and C(permit_sasl_authenticated) come first,
     then access maps (C(check_*_access)), then the relay check (C(reject_unauth_destination)), then syntax
@@ -93,10 +96,12 @@ options:
     default: false
   exclusive:
     description:
-      - With V(true), the list becomes exactly the composition of every owner's recorded items, in the
-        module's safe order. Items nobody owns (written by hand) are removed, so a hand edit of a list the
-        roles manage is undone. The collection's roles use V(true).
-      - With V(false), items nobody owns are kept.
+      - If V(false), items in the list that no owner contributed (written by hand) are kept.
+      - If V(true), the list becomes exactly the composition of every owner's recorded items, after this
+        task's change to the record. Items nobody owns are dropped. The composition depends on the
+        ownership record only. The owners are taken in name order, each owner's items in its given
+        order, duplicates dropped, then sorted by the rank described above (stable). So a hand edit of
+        the list (an item added, removed or moved, or the list emptied) is undone, and a second run is no change.
     type: bool
     default: false
 notes:
@@ -212,10 +217,10 @@ def main():
     try:
         result = apply(
             ModuleRunner(module), p['config_dir'], p['name'], p['owner'], p['items'],
-            state=p['state'], remove=p['remove'], allow_unknown=p['allow_unknown'], exclusive=p['exclusive'],
+            state=p['state'], remove=p['remove'], allow_unknown=p['allow_unknown'],
             check_mode=module.check_mode, check=p['check'],
             backup_func=module.backup_local if p['backup'] else None,
-            mover=module.atomic_move, want_diff=module._diff)
+            mover=module.atomic_move, want_diff=module._diff, exclusive=p['exclusive'])
     except PostfixError as exc:
         module.fail_json(msg=exc.msg, **exc.details)
     for warning in result.pop('warnings', []):

@@ -157,6 +157,31 @@ BAD = [
     bad('B48', 'restrictions', 'restrictions: list name that is not a Postfix parameter (smtpd_recipent_restrictions)',
         {'name': 'smtpd_recipent_restrictions', 'owner': 'anti_relay', 'items': ['reject_unauth_destination']},
         'smtpd_recipent_restrictions'),
+    # master.cf's { } quoting, control characters, private inet services, an ambiguous table removal
+    bad('B49', 'master_service', 'master_service: -o value with an unbalanced "{" (smtp_helo_name: "a{b") that would '
+        'swallow the overrides and arguments after it',
+        {'name': 'filter', 'type': 'unix', 'command': 'pipe', 'options': {'smtp_helo_name': 'a{b', 'syslog_name': 'x'},
+         'args': ['flags=R', 'user=nobody', 'argv=/bin/true']}, 'smtp_helo_name', "'a{b'", 'unbalanced braces'),
+    bad('B50', 'master_service', 'master_service: pipe argument with an unbalanced "{" (user=nobody{x)',
+        {'name': 'filter', 'type': 'unix', 'command': 'pipe', 'args': ['flags=R', 'user=nobody{x', 'argv=/bin/true']},
+        'args[1]', "'user=nobody{x'"),
+    bad('B51', 'postconf_set', 'postconf_set: override with an unbalanced "{" on the maildrop pipe service, whose '
+        'arguments follow its overrides',
+        {'service': 'maildrop/unix', 'params': {'smtp_helo_name': 'a{b'}}, 'smtp_helo_name', 'unbalanced braces'),
+    bad('B52', 'master_service', 'master_service: NUL byte in an -o value (Postfix would cut the value there)',
+        {'name': 'relay2', 'type': 'unix', 'command': 'smtp', 'options': {'smtp_helo_name': 'a\x00b'}},
+        'smtp_helo_name', 'NUL'),
+    bad('B53', 'postmap_file', 'postmap_file: NUL byte in a value (postmap would store the value cut at the NUL)',
+        {'path': '{conf}/access', 'type': 'hash', 'entries': {'a.example': 'REJECT a\x00b'}}, "'a.example'", 'NUL'),
+    bad('B54', 'postmap_file', 'postmap_file: key with a file separator (U+001C), which str.splitlines() treats as a '
+        'line end and Postfix does not',
+        {'path': '{conf}/access', 'type': 'hash', 'entries': {'a\x1cb.example': 'OK'}}, 'U+001C'),
+    bad('B55', 'master_service', 'master_service: inet service with private "-" (the default y: Postfix\'s master '
+        'refuses to start)',
+        {'name': 'smtps', 'type': 'inet', 'private': '-', 'command': 'smtpd'}, 'inet service cannot be private'),
+    bad('B56', 'postmap_file', 'postmap_file: state=absent without entries and exclusive left at its default (used '
+        'to delete the whole table)',
+        {'path': '{conf}/access', 'type': 'hash', 'state': 'absent'}, 'exclusive=true'),
 ]
 
 
@@ -284,6 +309,44 @@ def test_non_ascii_pcre_round_trips(run_module, conf, case):
                                           'entries': [{'key': '/^Subject:.*oferta única/', 'value': 'REJECT spam'}]}, conf)
     assert query(conf, 'Subject: una oferta única', 'pcre:' + path) == 'REJECT spam'
     case.evidence('accepted; postmap -q "Subject: una oferta única" pcre:... returns "REJECT spam"')
+
+
+def test_unicode_line_separator_round_trips_in_master_cf(run_module, conf, case):
+    case('A08', 'master_service: -o value and argument with U+2028 (a line end for str.splitlines(), text for Postfix)')
+    value = 'mail\u2028example'
+    four_steps(run_module, master_service, {'name': 'filter', 'type': 'unix', 'command': 'pipe', 'check': False,
+                                            'options': {'smtp_helo_name': value},
+                                            'args': ['flags=R', 'argv=/bin/echo', value], 'config_dir': conf}, conf)
+    rc, out, err = postconf_ok(conf, '-P', 'filter/unix/smtp_helo_name')
+    assert rc == 0 and out == 'filter/unix/smtp_helo_name = %s\n' % value
+    rc, out, err = postconf_ok(conf, '-M', 'filter/unix')
+    assert out.rstrip('\n').endswith('argv=/bin/echo %s' % value)
+    case.evidence('accepted; postconf -P and -M read back the U+2028 in the value and the argument; second run '
+                  'changed=false')
+
+
+def test_unicode_line_separator_round_trips_in_table(run_module, conf, case):
+    case('A09', 'postmap_file: value with U+2028 and U+2029 in a hash table (the second run used to fail with '
+                '"expected format")')
+    path = os.path.join(conf, 'access')
+    value = 'REJECT a\u2028b\u2029c'
+    four_steps(run_module, postmap_file, {'path': path, 'type': 'hash', 'config_dir': conf,
+                                          'entries': {'spam.example': value}}, conf)
+    assert query(conf, 'spam.example', 'hash:' + path) == value
+    case.evidence('accepted; postmap -q returns the value with both separators; second run changed=false')
+
+
+def test_braces_quoted_and_read_back(run_module, conf, case):
+    case('A10', 'master_service: -o value and pipe arguments with braces in pairs and spaces ("a {b c} d", "{x y}")')
+    four_steps(run_module, master_service, {'name': 'filter', 'type': 'unix', 'command': 'pipe', 'check': False,
+                                            'options': {'smtp_helo_name': 'a {b c} d'},
+                                            'args': ['flags=R', '{x y}', 'argv=/bin/echo'], 'config_dir': conf}, conf)
+    rc, out, err = postconf_ok(conf, '-P', 'filter/unix/smtp_helo_name')
+    assert out == 'filter/unix/smtp_helo_name = a {b c} d\n'
+    rc, out, err = postconf_ok(conf, '-M', 'filter/unix')
+    assert out.split('pipe ', 1)[1].strip() == '-o {smtp_helo_name=a {b c} d} flags=R {{x y}} argv=/bin/echo'
+    case.evidence('written as -o { smtp_helo_name = a {b c} d } and { {x y} }; postconf -M reads back exactly '
+                  'the value and the three arguments; second run changed=false')
 
 
 # ---------------------------------------------------------------- the environment

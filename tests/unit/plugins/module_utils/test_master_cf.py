@@ -27,7 +27,7 @@ def dist_text():
 
 
 def wanted(**kw):
-    params = dict(name='submission', type='inet', private='-', unpriv='-', chroot='-', wakeup='-',
+    params = dict(name='submission', type='inet', private=None, unpriv='-', chroot='-', wakeup='-',
                   maxproc='-', command='smtpd', args=[], options={})
     params.update(kw)
     return master_cf.normalize_service(params)

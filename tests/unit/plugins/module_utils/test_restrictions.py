@@ -152,3 +152,37 @@ def test_state_corrupt(tmp_path):
     (tmp_path / r.STATE_FILE).write_text('{"version": 1}')
     with pytest.raises(PostfixError, match='not a valid ownership record'):
         r.load_state(str(tmp_path))
+
+
+def test_composed_is_a_pure_function_of_the_record():
+    state = {'smtpd_recipient_restrictions': {
+        'postgrey': ['check_policy_service inet:127.0.0.1:10023', 'permit_mynetworks'],
+        'anti_relay': ['reject_rbl_client zen.spamhaus.org', 'permit_mynetworks', 'reject_unauth_destination',
+                       'reject_rbl_client b.example'],
+        'base': ['reject_unauth_destination', 'permit_sasl_authenticated'],
+    }}
+    expected = ['permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination',
+                'reject_rbl_client zen.spamhaus.org', 'reject_rbl_client b.example',
+                'check_policy_service inet:127.0.0.1:10023']
+    assert r.composed(state, 'smtpd_recipient_restrictions') == expected
+    # Whatever the insertion order of owners in the record.
+    reordered = {'smtpd_recipient_restrictions': dict(reversed(list(state['smtpd_recipient_restrictions'].items())))}
+    assert r.composed(reordered, 'smtpd_recipient_restrictions') == expected
+    assert r.composed(state, 'smtpd_client_restrictions') == []
+    assert r.composed({}, 'x') == []
+
+
+def test_composed_round_trips_through_the_record(tmp_path):
+    state = {'smtpd_relay_restrictions': {'b': ['reject_unauth_destination'], 'a': ['permit_mynetworks']}}
+    with open(str(tmp_path / r.STATE_FILE), 'w') as f:
+        f.write(r.dump_state(state))
+    loaded = r.load_state(str(tmp_path))
+    assert r.composed(loaded, 'smtpd_relay_restrictions') == ['permit_mynetworks', 'reject_unauth_destination']
+    assert r.render(r.composed(loaded, 'smtpd_relay_restrictions')) == 'permit_mynetworks, reject_unauth_destination'
+
+
+@pytest.mark.parametrize('item', ['check_client_access inline:{a=b', 'check_client_access inline:a=b}', '}{'])
+def test_unbalanced_braces_refused(item):
+    with pytest.raises(PostfixError) as exc:
+        r.normalize_items([item])
+    assert 'unbalanced braces' in exc.value.msg

@@ -359,3 +359,181 @@ def test_missing_config_dir(run_module, tmp_path):
     res = run_module(master_service, dict(CASES['smtps'][0], config_dir=str(tmp_path / 'nope')))
     assert res['failed'] is True
     assert 'does not exist' in res['msg']
+
+
+# ---------------------------------------------------------------- what Postfix reads back
+
+CONTROLS = ['\x00', '\t', '\n', '\r', '\x0b', '\x0c', '\x1b', '\x1c', '\x1d', '\x1e', '\x1f', '\x7f', '\x85', '\x9f']
+PIPE = dict(name='filter', type='unix', unpriv='n', chroot='n', command='pipe',
+            args=['flags=Rq', 'user=nobody', 'argv=/bin/true', '${recipient}'],
+            options={'syslog_name': 'postfix/filter'})
+
+
+def read_back(config_dir, key):
+    """``(service, options)``: the entry as ``postconf -Mf`` prints it (parsed back), and ``postconf -Pf``."""
+    text = postconf(config_dir, '-Mf', key)
+    name, stype = key.split('/')
+    service = master_cf.service_in(text, name, stype)
+    prefix = key + '/'
+    options = {}
+    for line in postconf(config_dir, '-Pf', key).split('\n'):
+        if line.startswith(prefix):
+            opt, dummy, value = line[len(prefix):].partition(' = ')
+            options[opt] = value
+    return service, options
+
+
+def assert_reads_back(config_dir, args):
+    key = '%s/%s' % (args['name'], args['type'])
+    service, options = read_back(config_dir, key)
+    wanted = master_cf.normalize_service(dict(dict(private=None, unpriv='-', chroot='-', wakeup='-', maxproc='-'),
+                                              **args))
+    assert service is not None, postconf(config_dir, '-Mf', key)
+    assert master_cf.differences(wanted, service) == []
+    assert options == wanted['options']
+    assert service['args'] == wanted['args']
+
+
+@pytest.mark.parametrize('options, args', [
+    ({'smtp_helo_name': 'a{b}c'}, []),
+    ({'smtp_helo_name': 'a {b c} d'}, []),
+    ({'syslog_name': 'inline:{ a=b, c=d }'}, []),
+    ({'smtp_helo_name': '{x}'}, ['flags=R', 'user={nobody}', 'argv=/bin/true']),
+    ({}, ['flags=R', '{x y}', '{ a }', '{}', 'argv=/bin/echo', '{a}b', 'a {b} c']),
+    ({'smtp_helo_name': '{{nested} braces}'}, ['flags=R', 'argv=/bin/{{true}}']),
+], ids=['plain', 'blanks', 'inline-map', 'leading-brace', 'quoted-args', 'nested'])
+def test_balanced_braces_are_quoted_and_read_back(run_module, postfix_dir, options, args):
+    """Braces in pairs are written with { } quoting where needed; postconf -Mf/-Pf read back what was asked,
+    and the arguments that follow are not swallowed."""
+    call = dict(PIPE, config_dir=postfix_dir, options=dict(PIPE['options'], **options),
+                args=args or PIPE['args'], check=False)
+    run4(run_module, call)
+    assert_reads_back(postfix_dir, call)
+
+
+@pytest.mark.parametrize('where, value', [
+    ('options', 'a{b'), ('options', 'a}b'), ('options', '}{'), ('options', '{a'), ('options', 'a b}'),
+    ('options', '{a}}'), ('args', 'user=nobody{x'), ('args', 'x}'), ('args', '{'), ('args', '{ a'),
+    ('name', 'fil{ter'), ('command', 'pi}pe'), ('option_name', 'smtp_helo{name'),
+])
+def test_unbalanced_braces_are_refused(run_module, postfix_dir, where, value):
+    """The issue's examples and their kin: no way to quote them in master.cf, so one clear error, no write."""
+    call = dict(PIPE, config_dir=postfix_dir)
+    if where == 'options':
+        call['options'] = {'smtp_helo_name': value, 'syslog_name': 'postfix/filter'}
+    elif where == 'args':
+        call['args'] = ['flags=R', value, 'argv=/bin/true']
+    elif where == 'option_name':
+        call['options'] = {value: 'x'}
+    else:
+        call[where] = value
+    before = snapshot(postfix_dir)
+    for check_mode in (True, False):
+        res = run_module(master_service, call, check_mode=check_mode)
+        assert res.get('failed') is True, res
+        assert value in res['msg'] or repr(value) in res['msg'], res['msg']
+        assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('char', CONTROLS, ids=lambda c: 'U+%04X' % ord(c))
+@pytest.mark.parametrize('where', ['options', 'args', 'name', 'command', 'option_name'])
+def test_control_characters_are_refused(run_module, postfix_dir, where, char):
+    call = dict(PIPE, config_dir=postfix_dir)
+    if where == 'options':
+        call['options'] = {'smtp_helo_name': 'a%sb' % char}
+    elif where == 'args':
+        call['args'] = ['flags=R', 'argv=/bin/true', 'x%sy' % char]
+    elif where == 'option_name':
+        call['options'] = {'smtp%shelo_name' % char: 'x'}
+    else:
+        call[where] = call[where] + char + 'x'
+    before = snapshot(postfix_dir)
+    for check_mode in (True, False):
+        res = run_module(master_service, call, check_mode=check_mode)
+        assert res.get('failed') is True, res
+        assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('char', ['\u2028', '\u2029', '\u00a0', '\u3000'], ids=lambda c: 'U+%04X' % ord(c))
+def test_unicode_separators_round_trip(run_module, postfix_dir, char):
+    """Postfix splits lines on \\n only: a Unicode line separator is text, written once, then no change."""
+    call = dict(PIPE, config_dir=postfix_dir, check=False, options={'smtp_helo_name': 'a%sb' % char},
+                args=['flags=R', 'argv=/bin/echo', 'x%sy' % char])
+    run4(run_module, call)
+    assert_reads_back(postfix_dir, call)
+
+
+def test_inet_service_is_not_private_by_default(run_module, postfix_dir):
+    call = dict(name='127.0.0.1:10026', type='inet', command='smtpd', config_dir=postfix_dir, check=False)
+    first, second, third, fourth = run4(run_module, call)
+    assert second['service']['private'] == 'n'
+    assert postconf(postfix_dir, '-M', '127.0.0.1:10026/inet').split()[2] == 'n'
+    # Other types keep Postfix's default.
+    run4(run_module, dict(name='relay2', type='unix', command='smtp', config_dir=postfix_dir, check=False))
+    assert postconf(postfix_dir, '-M', 'relay2/unix').split()[2] == '-'
+
+
+@pytest.mark.parametrize('private', ['-', 'y', True, 'yes'])
+def test_private_inet_service_is_refused(run_module, postfix_dir, private):
+    before = snapshot(postfix_dir)
+    res = run_module(master_service, dict(name='smtps', type='inet', private=private, command='smtpd',
+                                          config_dir=postfix_dir))
+    assert res.get('failed') is True and 'inet service cannot be private' in res['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_postconf_read_back_catches_a_bad_rendering(run_module, postfix_dir, monkeypatch):
+    """The last safety net: when the entry as written would read differently, postconf -M says so and
+    nothing is written (a rendering without { } quoting, and without the pure round-trip check)."""
+    monkeypatch.setattr(master_cf, 'render_arg', lambda arg: arg)
+    monkeypatch.setattr(master_cf, 'check_round_trip', lambda service: None)
+    before = snapshot(postfix_dir)
+    res = run_module(master_service, dict(PIPE, args=['flags=R', 'argv=/bin/echo', 'two words'], config_dir=postfix_dir))
+    assert res.get('failed') is True, res
+    assert 'postconf -M reads the new master.cf entry filter/unix differently' in res['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_symlinked_master_cf_is_followed(run_module, postfix_dir, tmp_path):
+    """master.cf a link to a file outside the directory: that file is written, the link stays, it settles."""
+    elsewhere = tmp_path / 'shared'
+    elsewhere.mkdir()
+    real = str(elsewhere / 'master.cf')
+    link = os.path.join(postfix_dir, 'master.cf')
+    os.rename(link, real)
+    os.symlink(real, link)
+    call = dict(CASES['smtps'][0], config_dir=postfix_dir, check=False)
+    run4(run_module, call)
+    assert os.path.islink(link) and os.readlink(link) == real
+    assert os.listdir(str(elsewhere)) == ['master.cf']
+    assert postconf(postfix_dir, '-M', 'smtps/inet').startswith('smtps ')
+
+
+@pytest.mark.parametrize('call, err', [('rename', 5), ('link', 1), ('utime', 5)])
+def test_failure_while_installing_changes_nothing(run_module, postfix_dir, monkeypatch, call, err):
+    """The keep link (the "immutable?" test), the rename, the backdating of master.cf: a failure at any of
+    them leaves master.cf byte-identical, with one clear error."""
+    original = getattr(os, call)
+
+    def failing(*a, **kw):
+        target = os.fsdecode(a[1] if call in ('rename', 'link') else a[0])
+        if os.path.dirname(os.path.abspath(target)) == postfix_dir:
+            raise OSError(err, 'injected failure', target)
+        return original(*a, **kw)
+
+    before = snapshot(postfix_dir)
+    monkeypatch.setattr(os, call, failing)
+    res = run_module(master_service, dict(CASES['smtps'][0], config_dir=postfix_dir))
+    monkeypatch.setattr(os, call, original)
+    assert res.get('failed') is True and 'injected failure' in res['msg'], res
+    assert 'master.cf' in res['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_value_postfix_warns_about_is_refused(run_module, postfix_dir):
+    """Braces in pairs that Postfix still reads otherwise ("{mail}.example": an element that starts with "{"
+    is { text }, and text after "}" is a syntax error): postconf's warning fails the task, nothing written."""
+    before = snapshot(postfix_dir)
+    res = run_module(master_service, dict(PIPE, options={'smtp_helo_name': '{mail}.example'}, config_dir=postfix_dir))
+    assert res.get('failed') is True and "syntax error after '}'" in res['msg'], res
+    assert snapshot(postfix_dir) == before

@@ -424,3 +424,141 @@ def test_new_parameters_in_a_stable_order(run_module, tmp_path, postfix_dir):
     assert len(texts) == 1
     appended = [line.partition(' =')[0] for line in texts.pop().splitlines()[-6:]]
     assert appended == sorted(appended)
+
+
+# ---------------------------------------------------------------- what Postfix reads back
+
+PIPE_SERVICE = 'filter unix - n n - - pipe\n  flags=Rq user=nobody argv=/bin/true ${recipient}\n'
+PIPE_ARGS = ['flags=Rq', 'user=nobody', 'argv=/bin/true', '${recipient}']
+CONTROLS = ['\x00', '\t', '\n', '\r', '\x0b', '\x0c', '\x1b', '\x1c', '\x1d', '\x1e', '\x1f', '\x7f', '\x85', '\x9f']
+
+
+def pipe_entry(config_dir):
+    from ansible_collections.estafeta.postfix.plugins.module_utils import master_cf
+    settle(config_dir)
+    return master_cf.service_in(postconf(config_dir, '-Mf', 'filter/unix'), 'filter', 'unix')
+
+
+@pytest.mark.parametrize('value', ['a{b', 'a}b', '}{', '{a', 'x{y}}', ['a', 'b{c']])
+def test_service_value_with_unbalanced_braces_is_refused(run_module, postfix_dir, value):
+    """The issue's case: a pipe service whose arguments follow the overrides. An unbalanced brace would
+    swallow them; it is refused, and master.cf stays byte-identical."""
+    add_service(postfix_dir, PIPE_SERVICE)
+    before = snapshot(postfix_dir)
+    for check_mode in (True, False):
+        result = run_module(postconf_set, {'service': 'filter/unix', 'params': {'smtp_helo_name': value},
+                                           'config_dir': postfix_dir}, check_mode=check_mode)
+        assert result.get('failed') is True, result
+        assert 'smtp_helo_name' in result['msg'] and 'unbalanced braces' in result['msg']
+        assert snapshot(postfix_dir) == before
+    assert pipe_entry(postfix_dir)['args'] == PIPE_ARGS
+
+
+@pytest.mark.parametrize('value', ['a{b}c', '{x}', 'inline:{a=b}', '{{nested}}'])
+def test_service_value_with_braces_in_pairs(run_module, postfix_dir, value):
+    add_service(postfix_dir, PIPE_SERVICE)
+    four_steps(run_module, {'service': 'filter/unix', 'params': {'smtp_helo_name': value}, 'check': False,
+                            'config_dir': postfix_dir})
+    entry = pipe_entry(postfix_dir)
+    assert entry['options'] == {'smtp_helo_name': value}
+    assert entry['args'] == PIPE_ARGS
+    assert overrides(postfix_dir, 'filter/unix') == {'smtp_helo_name': value}
+
+
+@pytest.mark.parametrize('char', CONTROLS, ids=lambda c: 'U+%04X' % ord(c))
+@pytest.mark.parametrize('service', [None, 'filter/unix'])
+def test_every_control_character_is_refused(run_module, postfix_dir, char, service):
+    add_service(postfix_dir, PIPE_SERVICE)
+    before = snapshot(postfix_dir)
+    args = {'params': {'smtpd_banner': 'a%sb' % char}, 'config_dir': postfix_dir}
+    if service:
+        args['service'] = service
+    result = run_module(postconf_set, args)
+    assert result.get('failed') is True, result
+    assert "'smtpd_banner'" in result['msg']
+    assert 'U+%04X' % ord(char) in result['msg'] or repr(char) in result['msg'], result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('char', ['\u2028', '\u2029', '\u00a0', '\u3000'], ids=lambda c: 'U+%04X' % ord(c))
+def test_unicode_separators_round_trip(run_module, postfix_dir, char):
+    """Postfix splits lines on \\n only: U+2028 and friends are text, in main.cf and in master.cf."""
+    value = 'a%sb%s' % (char, char)
+    four_steps(run_module, {'name': 'smtpd_banner', 'value': value, 'check': False, 'config_dir': postfix_dir})
+    settle(postfix_dir)
+    assert postconf(postfix_dir, '-h', 'smtpd_banner') == value + '\n'
+    add_service(postfix_dir, PIPE_SERVICE)
+    four_steps(run_module, {'service': 'filter/unix', 'params': {'smtp_helo_name': value}, 'check': False,
+                            'config_dir': postfix_dir})
+    entry = pipe_entry(postfix_dir)
+    assert entry['options'] == {'smtp_helo_name': value} and entry['args'] == PIPE_ARGS
+
+
+def test_service_read_back_catches_a_swallowed_argument(run_module, postfix_dir, monkeypatch):
+    """The last safety net: with the brace check switched off, postconf -P writes the value and the
+    arguments after it are swallowed; the read-back of the staged copy sees it and nothing is written."""
+    from ansible_collections.estafeta.postfix.plugins.module_utils import master_cf
+    monkeypatch.setattr(master_cf, 'check_master_text', lambda what, text: None)
+    add_service(postfix_dir, PIPE_SERVICE)
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'service': 'filter/unix', 'params': {'smtp_helo_name': 'a{b'},
+                                       'config_dir': postfix_dir})
+    assert result.get('failed') is True, result
+    assert 'Postfix reads the service filter/unix differently' in result['msg'], result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+def test_symlinked_main_cf_is_followed(run_module, postfix_dir, tmp_path):
+    elsewhere = tmp_path / 'shared'
+    elsewhere.mkdir()
+    real = str(elsewhere / 'main.cf')
+    link = os.path.join(postfix_dir, 'main.cf')
+    os.rename(link, real)
+    os.symlink(real, link)
+    four_steps(run_module, {'name': 'message_size_limit', 'value': 20480000, 'config_dir': postfix_dir})
+    assert os.path.islink(link) and os.readlink(link) == real
+    assert os.listdir(str(elsewhere)) == ['main.cf']
+    assert values(postfix_dir)['message_size_limit'] == '20480000'
+
+
+def test_dangling_main_cf_link_is_refused(run_module, postfix_dir):
+    link = os.path.join(postfix_dir, 'main.cf')
+    os.unlink(link)
+    os.symlink(os.path.join(postfix_dir, 'nowhere', 'main.cf'), link)
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 1, 'config_dir': postfix_dir})
+    assert result.get('failed') is True
+    assert snapshot(postfix_dir) == before and os.path.islink(link)
+
+
+@pytest.mark.parametrize('call, err', [('rename', 5), ('link', 1), ('utime', 5)])
+def test_failure_while_installing_changes_nothing(run_module, postfix_dir, monkeypatch, call, err):
+    original = getattr(os, call)
+
+    def failing(*a, **kw):
+        target = os.fsdecode(a[1] if call in ('rename', 'link') else a[0])
+        if os.path.dirname(os.path.abspath(target)) == postfix_dir:
+            raise OSError(err, 'injected failure', target)
+        return original(*a, **kw)
+
+    before = snapshot(postfix_dir)
+    monkeypatch.setattr(os, call, failing)
+    result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 1000, 'config_dir': postfix_dir})
+    monkeypatch.setattr(os, call, original)
+    assert result.get('failed') is True and 'injected failure' in result['msg'], result
+    assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('service', [None, 'filter/unix'])
+def test_value_postfix_warns_about_is_refused(run_module, postfix_dir, service):
+    """"{mail}.example": braces in pairs, but Postfix takes an element that starts with "{" as { text } and
+    warns about the text after "}"; the module passes the warning on and writes nothing."""
+    add_service(postfix_dir, PIPE_SERVICE)
+    before = snapshot(postfix_dir)
+    args = {'params': {'smtp_helo_name': '{mail}.example'}, 'config_dir': postfix_dir}
+    if service:
+        args['service'] = service
+    result = run_module(postconf_set, args)
+    assert result.get('failed') is True, result
+    assert "syntax error after '}'" in result['msg'] and 'smtp_helo_name' in result['msg']
+    assert snapshot(postfix_dir) == before

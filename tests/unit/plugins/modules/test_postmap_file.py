@@ -11,6 +11,7 @@ import json
 import os
 import stat
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -40,7 +41,7 @@ def tables(tmp_path, postfix_dir):
 def query(config_dir, key, spec, cmd='postmap'):
     proc = subprocess.run(['/usr/sbin/' + cmd, '-c', config_dir, '-q', key, spec],
                           capture_output=True, text=True, check=False, env={'LANG': 'C', 'PATH': os.environ['PATH']})
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return proc.stdout[:-1] if proc.returncode == 0 else None  # the value as Postfix answers it, no strip()
 
 
 def four_steps(run_module, args, directory):
@@ -138,7 +139,7 @@ def test_exclusive_removes_unlisted_keys(run_module, postfix_dir, tables):
 def test_exclusive_absent_removes_file_and_db(run_module, postfix_dir, tables):
     path = os.path.join(tables, 'access')
     run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
-    args = dict(path=path, type='hash', state='absent', config_dir=postfix_dir)
+    args = dict(path=path, type='hash', state='absent', exclusive=True, config_dir=postfix_dir)
     res = four_steps(run_module, args, tables)
     assert sorted(res['removed']) == sorted(ACCESS)
     assert os.listdir(tables) == []
@@ -249,8 +250,8 @@ def test_missing_entries_fails(run_module, postfix_dir, tables):
 def test_secret_values_hidden_and_mode(run_module, postfix_dir, tables):
     path = os.path.join(tables, 'sasl_passwd')
     secret = 'relayuser:Sup3r-S3cret'
-    args = dict(path=path, type='hash', secret=True, mode='0600', config_dir=postfix_dir,
-                entries={'[smtp.example.net]:587': secret})
+    args = dict(path=path, type='hash', mode='0600', config_dir=postfix_dir,
+                secret_entries={'[smtp.example.net]:587': secret})
     res = four_steps(run_module, args, tables)
     dumped = json.dumps(res)
     assert 'Sup3r-S3cret' not in dumped
@@ -259,7 +260,7 @@ def test_secret_values_hidden_and_mode(run_module, postfix_dir, tables):
     assert mode_of(path) == 0o600 and mode_of(path + '.db') == 0o600
     assert query(postfix_dir, '[smtp.example.net]:587', 'hash:' + path) == secret
 
-    res = run_module(postmap_file, dict(args, entries={'[smtp.example.net]:587': 'relayuser:0ther-Secret'}))
+    res = run_module(postmap_file, dict(args, secret_entries={'[smtp.example.net]:587': 'relayuser:0ther-Secret'}))
     assert res['changed'] is True and res['updated'] == ['[smtp.example.net]:587']
     assert 'Sup3r-S3cret' not in json.dumps(res) and '0ther-Secret' not in json.dumps(res)
 
@@ -329,3 +330,409 @@ def test_large_hash_noop_is_fast(run_module, postfix_dir, tables):
     assert res['changed'] is False and res['rebuilt'] is False
     assert noop < 3.0
     assert query(postfix_dir, 'user09999@example.org', 'hash:' + path) == 'REJECT'
+
+
+# ---------------------------------------------------------------- what Postfix reads back
+
+INDEXED = [('hash', '.db'), ('btree', '.db'), ('lmdb', '.lmdb'), ('cdb', '.cdb')]
+CONTROLS = ['\x00', '\t', '\n', '\r', '\x0b', '\x0c', '\x1b', '\x1c', '\x1d', '\x1e', '\x1f', '\x7f', '\x85', '\x9f']
+
+
+def postmap(config_dir, *args, **kw):
+    return subprocess.run(['/usr/sbin/postmap', '-c', config_dir] + list(args), capture_output=True, check=True, **kw)
+
+
+def dump(config_dir, spec, cmd='postmap'):
+    """``{key: value}`` as ``postmap -s`` (``postalias -s``) lists it; CDB read back with -q of the source keys."""
+    proc = subprocess.run(['/usr/sbin/' + cmd, '-c', config_dir, '-s', spec], capture_output=True, check=False,
+                          env={'LANG': 'C', 'PATH': os.environ['PATH']})
+    sep = b':\t' if cmd == 'postalias' else b'\t'
+    result = {}
+    for line in proc.stdout.split(b'\n'):
+        if line:
+            key, dummy, value = line.partition(sep)
+            result[key.decode('utf-8', 'surrogateescape')] = value.decode('utf-8', 'surrogateescape')
+    for key in ('@', 'YP_LAST_MODIFIED', 'YP_MASTER_NAME'):
+        result.pop(key, None)
+    return result
+
+
+@pytest.mark.parametrize('char', CONTROLS, ids=lambda c: 'U+%04X' % ord(c))
+@pytest.mark.parametrize('where', ['value', 'key', 'list-item'])
+@pytest.mark.parametrize('table_type', ['hash', 'pcre', 'cidr', 'alias'])
+def test_control_characters_are_refused(run_module, postfix_dir, tables, char, where, table_type):
+    """A NUL would cut the value where Postfix reads it, a line break would start another entry: refused."""
+    path = os.path.join(tables, 'table')
+    key = {'pcre': '/^x/', 'cidr': '10.0.0.0/8'}.get(table_type, 'a.example')
+    value = 'REJECT a%sb' % char
+    if where == 'key':
+        key = key[:-1] + char + key[-1]
+        value = 'OK'
+    args = dict(path=path, config_dir=postfix_dir, type='hash' if table_type == 'alias' else table_type,
+                alias=table_type == 'alias', entries=[{'key': key, 'value': [value] if where == 'list-item' else value}])
+    run_module(postmap_file, dict(args, entries={'keep.example' if table_type in ('hash', 'alias') else key[:0] + (
+        '/^keep/' if table_type == 'pcre' else '192.168.0.0/16' if table_type == 'cidr' else 'keep'): 'OK'}))
+    before = snapshot(tables)
+    for check_mode in (True, False):
+        res = run_module(postmap_file, args, check_mode=check_mode)
+        assert res.get('failed') is True, res
+        assert 'U+%04X' % ord(char) in res['msg'] or repr(char) in res['msg'] or 'line break' in res['msg'], res['msg']
+        assert snapshot(tables) == before
+
+
+@pytest.mark.parametrize('char', ['\u2028', '\u2029', '\u00a0', '\u3000', '\u200b'], ids=lambda c: 'U+%04X' % ord(c))
+@pytest.mark.parametrize('table_type, suffix', INDEXED + [('texthash', None), ('pcre', None)])
+def test_unicode_separators_round_trip(run_module, postfix_dir, tables, char, table_type, suffix):
+    """Postfix splits lines on \\n only: a Unicode separator in a key or a value is text to it. Written once,
+    read back by postmap -q, and the next runs are no change (str.splitlines() used to break them)."""
+    path = os.path.join(tables, 'table')
+    if table_type == 'pcre':
+        entries = [{'key': '/^a%sb/' % char, 'value': 'REJECT x%sy' % char}, {'key': '/^z/', 'value': 'OK'}]
+        probe = [('a%sb' % char, 'REJECT x%sy' % char), ('z', 'OK')]
+    else:
+        entries = {'k%sey.example' % char: 'REJECT x%sy%s' % (char, char), 'plain.example': 'OK %s' % char}
+        probe = list(entries.items())
+    four_steps(run_module, dict(path=path, type=table_type, entries=entries, config_dir=postfix_dir), tables)
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    for key, value in probe:
+        assert query(postfix_dir, key, '%s:%s' % (table_type, path)) == value
+    if suffix:
+        assert dump(postfix_dir, '%s:%s' % (table_type, path)) == dict(probe) if table_type != 'cdb' else True
+
+
+def test_unicode_separator_in_hand_written_table(run_module, postfix_dir, tables):
+    """A hand-written line with U+2028 and U+0085 in a table managed with exclusive=false: the second run
+    is no change (the line used to be split in two, "bad field count")."""
+    path = os.path.join(tables, 'access')
+    with open(path, 'w') as f:
+        f.write('# hand\nweird.example REJECT a\u2028b\u0085c\nother.example OK\n')
+    args = dict(path=path, type='hash', exclusive=False, entries={'new.example': 'OK'}, config_dir=postfix_dir)
+    four_steps(run_module, args, tables)
+    assert query(postfix_dir, 'weird.example', 'hash:' + path) == 'REJECT a\u2028b\u0085c'
+
+
+# ---------------------------------------------------------------- content freshness (A)
+
+def _hand_edit(kind, config_dir, path, table_type, tables):
+    spec = '%s:%s' % (table_type, path)
+    db = path + dict(INDEXED)[table_type]
+    if kind == 'added-by-hand':
+        if table_type == 'cdb':
+            other = os.path.join(tables, 'other')
+            with open(path) as src, open(other, 'w') as dst:
+                dst.write(src.read() + 'extra.example OK\n')
+            postmap(config_dir, '%s:%s' % (table_type, other))
+            os.rename(other + '.cdb', db)
+            os.unlink(other)
+        else:
+            postmap(config_dir, '-i', spec, input=b'extra.example OK\n')
+    elif kind == 'removed-by-hand':
+        if table_type == 'cdb':
+            other = os.path.join(tables, 'other')
+            with open(other, 'w') as f:
+                f.write('bob645@yahoo.com REJECT\n')
+            postmap(config_dir, '%s:%s' % (table_type, other))
+            os.rename(other + '.cdb', db)
+            os.unlink(other)
+        else:
+            postmap(config_dir, '-d', 'techemail.com', spec)
+    elif kind == 'other-file-newer':
+        other = os.path.join(tables, 'other')
+        with open(other, 'w') as f:
+            f.write('techemail.com OK\n')
+        postmap(config_dir, '%s:%s' % (table_type, other))
+        os.rename(other + dict(INDEXED)[table_type], db)
+        os.unlink(other)
+        future = time.time() + 3600
+        os.utime(db, (future, future))
+    elif kind == 'other-file-older':
+        other = os.path.join(tables, 'other')
+        with open(other, 'w') as f:
+            f.write('techemail.com OK\n')
+        postmap(config_dir, '%s:%s' % (table_type, other))
+        os.rename(other + dict(INDEXED)[table_type], db)
+        os.unlink(other)
+        os.utime(db, (1, 1))
+    elif kind == 'source-newer':
+        future = time.time() + 3600
+        os.utime(path, (future, future))
+
+
+@pytest.mark.parametrize('kind', ['added-by-hand', 'removed-by-hand', 'other-file-newer', 'other-file-older',
+                                  'source-newer'])
+@pytest.mark.parametrize('table_type, suffix', INDEXED)
+def test_database_with_other_content_is_rebuilt(run_module, postfix_dir, tables, table_type, suffix, kind):
+    path = os.path.join(tables, 'access')
+    args = dict(path=path, type=table_type, entries=ACCESS, config_dir=postfix_dir)
+    run_module(postmap_file, args)
+    expected = dict((k.lower(), v) for k, v in ACCESS.items())
+    _hand_edit(kind, postfix_dir, path, table_type, tables)
+    source = snapshot(tables)['access']
+    res = run_module(postmap_file, args, check_mode=True)
+    assert res['changed'] is True and res['rebuilt'] is True, res
+    assert snapshot(tables)['access'] == source
+    res = run_module(postmap_file, args)
+    assert res['changed'] is True and res['rebuilt'] is True, res
+    assert res['added'] == res['removed'] == res['updated'] == []
+    for check_mode in (True, False):
+        res = run_module(postmap_file, args, check_mode=check_mode)
+        assert res['changed'] is False and res['rebuilt'] is False, res
+    for key, value in expected.items():
+        assert query(postfix_dir, key, '%s:%s' % (table_type, path)) == value
+    assert query(postfix_dir, 'extra.example', '%s:%s' % (table_type, path)) is None
+    if table_type != 'cdb':
+        assert dump(postfix_dir, '%s:%s' % (table_type, path)) == expected
+
+
+def test_alias_database_with_other_content_is_rebuilt(run_module, postfix_dir, tables):
+    path = os.path.join(tables, 'aliases')
+    args = dict(path=path, type='hash', alias=True, config_dir=postfix_dir,
+                entries={'postmaster': 'root', 'root': ['admin', 'ops@example.com']})
+    four_steps(run_module, args, tables)
+    subprocess.run(['/usr/sbin/postalias', '-c', postfix_dir, '-i', 'hash:' + path], input=b'extra: root\n', check=True)
+    res = run_module(postmap_file, args)
+    assert res['changed'] is True and res['rebuilt'] is True
+    assert run_module(postmap_file, args)['changed'] is False
+    assert dump(postfix_dir, 'hash:' + path, cmd='postalias') == {'postmaster': 'root', 'root': 'admin, ops@example.com'}
+
+
+# ---------------------------------------------------------------- failures half way (4)
+
+def _chattr(flag, path):
+    try:
+        return subprocess.run(['chattr', flag, path], capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize('immutable', ['source', 'database'])
+@pytest.mark.parametrize('change', ['entries', 'mode'])
+def test_immutable_file_fails_cleanly_and_consistently(run_module, postfix_dir, tables, immutable, change):
+    """The issue's case: an immutable source used to crash ([Errno 1]) after the database was replaced, and the
+    next run with the original entries said ok while the database answered the new value."""
+    path = os.path.join(tables, 'access')
+    args = dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir)
+    run_module(postmap_file, args)
+    target = path if immutable == 'source' else path + '.db'
+    if not _chattr('+i', target):
+        pytest.skip('chattr +i is not supported here')
+    try:
+        before = snapshot(tables)
+        modes = (mode_of(path), mode_of(path + '.db'))
+        new = dict(args, entries=dict(ACCESS, **{'techemail.com': 'OK'})) if change == 'entries' else dict(args, mode='0600')
+        res = run_module(postmap_file, new)
+        assert res.get('failed') is True, res
+        assert target in res['msg'] and 'immutable' in res['msg'], res['msg']
+        assert 'Traceback' not in res['msg']
+        assert snapshot(tables) == before
+        assert (mode_of(path), mode_of(path + '.db')) == modes
+        assert query(postfix_dir, 'techemail.com', 'hash:' + path) == 'REJECT Spam source'
+    finally:
+        _chattr('-i', target)
+    # The original entries: nothing to do, source and database agree.
+    res = run_module(postmap_file, args)
+    assert res['changed'] is False, res
+    res = run_module(postmap_file, new)
+    assert res['changed'] is True
+    assert run_module(postmap_file, new)['changed'] is False
+
+
+@pytest.mark.parametrize('call', ['rename', 'link', 'chmod'])
+def test_failure_at_every_write_step(run_module, postfix_dir, tables, monkeypatch, call):
+    """os.rename, os.link or os.chmod fail at the 1st, 2nd... call in the table's directory: every failed run
+    leaves source and database byte-identical (and consistent); the run without failure converges."""
+    path = os.path.join(tables, 'access')
+    args = dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir, mode='0640')
+    run_module(postmap_file, dict(args, mode='0644'))
+    new = dict(args, entries=dict(ACCESS, **{'new.example': 'OK'}))
+    original = getattr(os, call)
+    failures = 0
+    for step in range(1, 20):
+        count = {'n': 0}
+
+        def failing(*a, **kw):
+            target = a[1] if call in ('rename', 'link') else a[0]
+            if os.path.dirname(os.path.abspath(str(target))) == tables:
+                count['n'] += 1
+                if count['n'] == step:
+                    if call == 'link':  # what an immutable file answers
+                        raise OSError(1, 'Operation not permitted (injected)', str(a[0]))
+                    raise OSError(5, 'Input/output error (injected)', str(target))
+            return original(*a, **kw)
+
+        before = snapshot(tables)
+        monkeypatch.setattr(os, call, failing)
+        try:
+            res = run_module(postmap_file, new)
+        finally:
+            monkeypatch.setattr(os, call, original)
+        if not res.get('failed'):
+            break
+        failures += 1
+        assert 'injected' in res['msg'] and 'Traceback' not in res['msg'], res['msg']
+        assert snapshot(tables) == before, 'step %d of %s left a change: %s' % (step, call, res['msg'])
+        assert query(postfix_dir, 'new.example', 'hash:' + path) is None
+    assert failures > 0 and res['changed'] is True
+    assert query(postfix_dir, 'new.example', 'hash:' + path) == 'OK'
+    assert mode_of(path) == mode_of(path + '.db') == 0o640
+    assert run_module(postmap_file, new)['changed'] is False
+
+
+def test_removal_is_all_or_nothing(run_module, postfix_dir, tables):
+    path = os.path.join(tables, 'access')
+    run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+    if not _chattr('+i', path + '.db'):
+        pytest.skip('chattr +i is not supported here')
+    try:
+        before = snapshot(tables)
+        res = run_module(postmap_file, dict(path=path, type='hash', state='absent', exclusive=True, config_dir=postfix_dir))
+        assert res.get('failed') is True and path + '.db' in res['msg']
+        assert snapshot(tables) == before
+    finally:
+        _chattr('-i', path + '.db')
+
+
+# ---------------------------------------------------------------- symbolic links (5)
+
+def test_symlinked_source_is_followed(run_module, postfix_dir, tables, tmp_path):
+    """The source a link to a file outside the directory: that file is written and gets the mode, the link
+    and its own attributes stay, the database is built next to the link, and the runs settle."""
+    outside = tmp_path / 'shared'
+    outside.mkdir()
+    real = str(outside / 'access')
+    with open(real, 'w') as f:
+        f.write('old.example OK\n')
+    os.chmod(real, 0o644)
+    path = os.path.join(tables, 'access')
+    os.symlink(real, path)
+    link_stat = os.lstat(path)
+    args = dict(path=path, type='hash', entries=ACCESS, mode='0640', config_dir=postfix_dir)
+    four_steps(run_module, args, tables)
+    assert os.path.islink(path) and os.readlink(path) == real
+    assert os.lstat(path).st_ino == link_stat.st_ino
+    assert mode_of(real) == 0o640 and mode_of(path + '.db') == 0o640
+    assert sorted(os.listdir(tables)) == ['access', 'access.db']
+    assert sorted(os.listdir(str(outside))) == ['access']
+    with open(real) as f:
+        assert 'techemail.com' in f.read()
+    assert query(postfix_dir, 'techemail.com', 'hash:' + path) == 'REJECT Spam source'
+    # Removing the table removes the link, not the file it points to.
+    res = run_module(postmap_file, dict(path=path, type='hash', state='absent', exclusive=True, config_dir=postfix_dir))
+    assert res['changed'] is True and os.listdir(tables) == [] and os.path.exists(real)
+
+
+@pytest.mark.parametrize('kind', ['dangling-source', 'database-link'])
+def test_unusable_links_are_refused(run_module, postfix_dir, tables, tmp_path, kind):
+    path = os.path.join(tables, 'access')
+    if kind == 'dangling-source':
+        os.symlink(str(tmp_path / 'nowhere'), path)
+    else:
+        run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+        os.rename(path + '.db', str(tmp_path / 'access.db'))
+        os.symlink(str(tmp_path / 'access.db'), path + '.db')
+    before = snapshot(tables)
+    for check_mode in (True, False):
+        res = run_module(postmap_file, dict(path=path, type='hash', entries={'a.example': 'OK'}, config_dir=postfix_dir),
+                         check_mode=check_mode)
+        assert res.get('failed') is True and 'symbolic link' in res['msg'], res
+        assert snapshot(tables) == before
+
+
+# ---------------------------------------------------------------- state=absent is safe (8)
+
+def test_absent_removes_only_the_listed_entries_by_default(run_module, postfix_dir, tables):
+    path = os.path.join(tables, 'access')
+    run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+    args = dict(path=path, type='hash', state='absent', entries=['bob645@yahoo.com'], config_dir=postfix_dir)
+    res = four_steps(run_module, args, tables)
+    assert res['removed'] == ['bob645@yahoo.com']
+    assert query(postfix_dir, 'bob645@yahoo.com', 'hash:' + path) is None
+    assert query(postfix_dir, 'techemail.com', 'hash:' + path) == 'REJECT Spam source'
+    assert sorted(os.listdir(tables)) == ['access', 'access.db']
+
+
+@pytest.mark.parametrize('extra', [{}, {'exclusive': False}])
+def test_absent_without_entries_is_refused(run_module, postfix_dir, tables, extra):
+    path = os.path.join(tables, 'access')
+    run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+    before = snapshot(tables)
+    for check_mode in (True, False):
+        res = run_module(postmap_file, dict(path=path, type='hash', state='absent', config_dir=postfix_dir, **extra),
+                         check_mode=check_mode)
+        assert res.get('failed') is True and 'exclusive=true' in res['msg'], res
+        assert snapshot(tables) == before
+
+
+# ---------------------------------------------------------------- secrets (3)
+
+def run_logged(monkeypatch, module, args, check_mode=False, diff=True):
+    """Run a module in-process with the real result formatting; returns ``(result, log lines)``.
+
+    The log lines are what AnsibleModule sends to syslog/journald (its "Invoked with ..." line first);
+    the result is the JSON the controller receives, with ``invocation`` (what -vvv prints).
+    """
+    from ansible.module_utils import basic
+    from ansible.module_utils.common.text.converters import to_bytes
+    logged = []
+    results = []
+    monkeypatch.setattr(basic, 'has_journal', False)
+    monkeypatch.setattr(basic.AnsibleModule, '_log_to_syslog', lambda self, msg: logged.append(msg))
+    monkeypatch.setattr(basic.AnsibleModule, '_record_module_result', lambda self, o: results.append(json.dumps(o)))
+    payload = dict(args, _ansible_check_mode=check_mode, _ansible_diff=diff, _ansible_remote_tmp='/tmp',
+                   _ansible_keep_remote_files=False, _ansible_verbosity=3)
+    monkeypatch.setattr(basic, '_ANSIBLE_ARGS', to_bytes(json.dumps({'ANSIBLE_MODULE_ARGS': payload})))
+    monkeypatch.setattr(basic, '_ANSIBLE_PROFILE', 'legacy', raising=False)
+    with pytest.raises(SystemExit):
+        module.main()
+    return json.loads(results[-1]), logged
+
+
+@pytest.mark.parametrize('form', ['dict', 'list'])
+def test_secret_never_logged_nor_returned(monkeypatch, postfix_dir, tables, form):
+    path = os.path.join(tables, 'sasl_passwd')
+    secret = 'relayuser:Sup3r-S3cret'
+    entries = ({'[smtp.example.net]:587': secret} if form == 'dict'
+               else [{'key': '[smtp.example.net]:587', 'value': secret}])
+    args = dict(path=path, type='hash', mode='0600', config_dir=postfix_dir, secret_entries=entries)
+    seen = []
+    for check_mode in (True, False, False):
+        result, logged = run_logged(monkeypatch, postmap_file, args, check_mode=check_mode)
+        assert not result.get('failed'), result
+        assert logged and logged[0].startswith('Invoked with'), logged
+        seen.append(json.dumps(result) + '\n'.join(logged))
+    # A failing run (a bad mode) with the secret in its arguments.
+    result, logged = run_logged(monkeypatch, postmap_file, dict(args, mode='u+rw'))
+    assert result.get('failed') is True
+    seen.append(json.dumps(result) + '\n'.join(logged))
+    for text in seen:
+        assert 'Sup3r-S3cret' not in text
+    assert 'secret_entries=NOT_LOGGING_PARAMETER' in seen[0]
+    assert query(postfix_dir, '[smtp.example.net]:587', 'hash:' + path) == secret
+    assert mode_of(path) == 0o600 and mode_of(path + '.db') == 0o600
+
+
+def test_entries_and_secret_entries_are_exclusive(run_module, postfix_dir, tables):
+    res = run_module(postmap_file, dict(path=os.path.join(tables, 'a'), entries={'a': 'b'}, secret_entries={'c': 'd'},
+                                        config_dir=postfix_dir))
+    assert res.get('failed') is True and 'mutually exclusive' in res['msg']
+    assert os.listdir(tables) == []
+
+
+def test_failure_while_staging_changes_nothing(run_module, postfix_dir, tables, monkeypatch):
+    """No room for the new source next to the old one (ENOSPC at mkstemp): one clear error, nothing changed."""
+    path = os.path.join(tables, 'access')
+    run_module(postmap_file, dict(path=path, type='hash', entries=ACCESS, config_dir=postfix_dir))
+    before = snapshot(tables)
+    original = tempfile.mkstemp
+
+    def mkstemp(*a, **kw):
+        if kw.get('dir') == tables:
+            raise OSError(28, 'No space left on device (injected)')
+        return original(*a, **kw)
+
+    monkeypatch.setattr(tempfile, 'mkstemp', mkstemp)
+    res = run_module(postmap_file, dict(path=path, type='hash', entries={'a.example': 'OK'}, config_dir=postfix_dir))
+    monkeypatch.setattr(tempfile, 'mkstemp', original)
+    assert res.get('failed') is True and 'No space left on device' in res['msg'] and 'Nothing was changed' in res['msg']
+    assert snapshot(tables) == before

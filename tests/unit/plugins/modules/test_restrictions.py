@@ -279,3 +279,138 @@ def test_postfix_check_failure_rolls_back(run_module, postfix_dir, monkeypatch):
     assert result.get('failed')
     assert 'restored' in result['msg']
     assert snapshot(postfix_dir) == before
+
+
+# ---------------------------------------------------------------- exclusive (B)
+
+def _converge_three(run_module, config_dir, **extra):
+    for owner, items in (('anti_relay', ANTI), ('postgrey', GREY), ('base', BASE)):
+        contribute(run_module, config_dir, owner, items, check=False, **extra)
+    return value(config_dir, RCPT)
+
+
+def _hand_edit(config_dir, text):
+    postconf(config_dir, '-e', '%s=%s' % (RCPT, text))
+    settle(config_dir)
+
+
+EDITS = {
+    'prepend-permit': lambda v: 'permit, ' + v,
+    'remove-multi-word-item': lambda v: v.replace('reject_rbl_client zen.spamhaus.org, ', ''),
+    'reorder': lambda v: ', '.join(reversed(v.split(', '))),
+    'emptied': lambda v: '',
+    'unowned-item': lambda v: v.replace('reject_unauth_destination', 'reject_unauth_destination, reject_unauth_pipelining'),
+}
+
+
+@pytest.mark.parametrize('edit', sorted(EDITS))
+def test_exclusive_repairs_any_hand_edit(run_module, postfix_dir, edit):
+    """One exclusive call undoes the hand edit (the value is identical to before it); a second is a no-op."""
+    original = _converge_three(run_module, postfix_dir)
+    assert original == EXPECTED
+    _hand_edit(postfix_dir, EDITS[edit](original))
+    assert value(postfix_dir, RCPT) != original
+    before_record = record(postfix_dir)
+    # Any owner's call repairs the whole list, with its contribution unchanged.
+    result = four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY,
+                                         exclusive=True, check=False))
+    assert value(postfix_dir, RCPT) == original == result['value']
+    assert record(postfix_dir) == before_record
+
+
+def test_non_exclusive_keeps_hand_items(run_module, postfix_dir):
+    original = _converge_three(run_module, postfix_dir)
+    _hand_edit(postfix_dir, 'permit, ' + original)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY, check=False))
+    assert result['changed'] is True  # sorted: the terminal permit goes last, but it stays
+    assert value(postfix_dir, RCPT) == original + ', permit'
+
+
+def test_exclusive_is_the_composition_of_the_record(run_module, postfix_dir):
+    from ansible_collections.estafeta.postfix.plugins.module_utils import restrictions as r
+    _hand_edit(postfix_dir, 'reject_unauth_pipelining, check_recipient_access pcre:/etc/postfix/rcpt')
+    for owner, items in (('postgrey', GREY), ('base', BASE), ('anti_relay', ANTI)):
+        contribute(run_module, postfix_dir, owner, items, check=False, exclusive=True)
+        assert value(postfix_dir, RCPT) == r.render(r.composed(r.load_state(postfix_dir), RCPT))
+    assert value(postfix_dir, RCPT) == EXPECTED
+    # Withdrawing an owner: its items go, except those another owner contributes.
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='anti_relay', state='absent',
+                                exclusive=True, check=False))
+    assert value(postfix_dir, RCPT) == 'permit_mynetworks, reject_unauth_destination, ' + GREY[0]
+    # The last owner leaves: the list is empty and the parameter (empty by default) goes away.
+    contribute(run_module, postfix_dir, 'base', [], state='absent', exclusive=True, check=False)
+    contribute(run_module, postfix_dir, 'postgrey', [], state='absent', exclusive=True, check=False)
+    assert value(postfix_dir, RCPT) is None
+
+
+# ---------------------------------------------------------------- two files, one change (6)
+
+def _chattr(flag, path):
+    import subprocess
+    try:
+        return subprocess.run(['chattr', flag, path], capture_output=True, check=False).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize('immutable', ['record', 'main.cf'])
+def test_one_file_not_writable_changes_neither(run_module, postfix_dir, immutable):
+    """The issue's case: with the ownership record not writable, main.cf used to change and the task fail;
+    a later state=absent then said ok and the item stayed. Now neither file changes."""
+    contribute(run_module, postfix_dir, 'base', BASE, check=False)
+    target = os.path.join(postfix_dir, STATE if immutable == 'record' else 'main.cf')
+    if not _chattr('+i', target):
+        pytest.skip('chattr +i is not supported here')
+    try:
+        before = snapshot(postfix_dir)
+        result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY))
+        assert result.get('failed') is True, result
+        assert target in result['msg'] and 'immutable' in result['msg']
+        assert snapshot(postfix_dir) == before
+    finally:
+        _chattr('-i', target)
+    assert GREY[0] not in (value(postfix_dir, RCPT) or '')
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY, check=False))
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', state='absent', check=False))
+    assert GREY[0] not in value(postfix_dir, RCPT)
+
+
+@pytest.mark.parametrize('step', range(1, 5))
+def test_failing_rename_changes_neither(run_module, postfix_dir, monkeypatch, step):
+    """A rename that fails at any point of the change (the record, main.cf, or while putting back) leaves both
+    files byte-identical, or, if it fails only while putting back, says so."""
+    contribute(run_module, postfix_dir, 'base', BASE, check=False)
+    before = snapshot(postfix_dir)
+    original = os.rename
+    count = {'n': 0}
+
+    def rename(src, dst, *a, **kw):
+        if os.path.dirname(os.path.abspath(os.fsdecode(dst))) == postfix_dir:  # atomic_move passes bytes
+            count['n'] += 1
+            if count['n'] == step:
+                raise OSError(5, 'Input/output error (injected)', dst)
+        return original(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, 'rename', rename)
+    result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY))
+    monkeypatch.setattr(os, 'rename', original)
+    if step <= 2:  # the record's rename, then main.cf's
+        assert result.get('failed') is True and 'injected' in result['msg'], result
+        assert snapshot(postfix_dir) == before
+    else:  # no third rename in a change that succeeds
+        assert not result.get('failed'), result
+
+
+def test_symlinked_record_is_followed(run_module, postfix_dir, tmp_path):
+    """The ownership record a link to a file elsewhere: that file is written, the link stays, runs settle."""
+    elsewhere = tmp_path / 'shared'
+    elsewhere.mkdir()
+    real = str(elsewhere / STATE)
+    with open(real, 'w') as f:
+        f.write('')
+    link = os.path.join(postfix_dir, STATE)
+    os.symlink(real, link)
+    four_steps(run_module, dict(config_dir=postfix_dir, name=RCPT, owner='postgrey', items=GREY, check=False))
+    assert os.path.islink(link) and os.readlink(link) == real
+    with open(real) as f:
+        assert json.load(f)['lists'] == {RCPT: {'postgrey': GREY}}
