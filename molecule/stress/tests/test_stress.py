@@ -18,13 +18,16 @@ import testinfra
 
 CLIENT = testinfra.get_host('docker://stress-client')
 SERVERS = ('stress-bookworm', 'stress-trixie')
+AMAVIS = ('stress-amavis-bookworm', 'stress-amavis-trixie')
 SESSIONS = int(os.environ.get('STRESS_SESSIONS', '20'))
 MESSAGES = int(os.environ.get('STRESS_MESSAGES', '500'))
+AMAVIS_SESSIONS = int(os.environ.get('STRESS_AMAVIS_SESSIONS', '20'))
+AMAVIS_MESSAGES = int(os.environ.get('STRESS_AMAVIS_MESSAGES', '500'))
 
 
 @pytest.fixture(autouse=True)
 def servers_only(host):
-    if host.backend.get_hostname() not in SERVERS:
+    if host.backend.get_hostname() not in SERVERS + AMAVIS:
         pytest.skip('the sink is examined through the server tests')
 
 
@@ -34,6 +37,8 @@ def arrived(rcpt):
 
 
 def test_load(host, case):
+    if host.backend.get_hostname() not in SERVERS:
+        pytest.skip('the plain relays carry the big load')
     total = SESSIONS * MESSAGES
     case('L02', 'Load: smtp-source with %d concurrent sessions x %d messages (%d in all) to the server, relayed to '
                 'smtp-sink on another container; the messages at the destination counted' % (SESSIONS, MESSAGES, total))
@@ -58,3 +63,37 @@ def test_load(host, case):
     case.evidence('%d sent, %d arrived, %d distinct queue ids (no loss, no duplicate), queue empty; accepted by the '
                   'server in %.0f s (%.0f messages/s), all at the destination after %.0f s (%.0f messages/s end to end)'
                   % (total, count, unique, accepted, total / accepted, seconds, total / seconds))
+
+
+def test_burst_through_amavis(host, case):
+    if host.backend.get_hostname() not in AMAVIS:
+        pytest.skip('the servers with amavisd-new take the burst')
+    total = AMAVIS_MESSAGES
+    case('L03', 'Burst through amavisd-new: smtp-source -s %d -m %d (%d messages, %d sessions at a time) to the server, '
+                'every message through amavisd-new and the re-injection smtpd, relayed to smtp-sink; the messages at '
+                'the destination counted, deferrals counted in the log' % (AMAVIS_SESSIONS, total, total, AMAVIS_SESSIONS))
+    rcpt = 'burst-%s@far.test' % uuid.uuid4().hex[:10]
+    start = time.time()
+    host.run_expect([0], '/usr/sbin/smtp-source -s %s -m %s -f load@example.test -t %s 127.0.0.1:25',
+                    str(AMAVIS_SESSIONS), str(total), rcpt)
+    accepted = time.time() - start
+    deadline = time.time() + 900
+    while arrived(rcpt) < total and time.time() < deadline:
+        time.sleep(3)
+    seconds = time.time() - start
+    time.sleep(5)
+    count = arrived(rcpt)
+    log = host.file('/var/log/mail.log').content_string.splitlines()
+    deferred = [line for line in log if 'to=<%s>' % rcpt in line and 'status=deferred' in line]
+    # Each message went through amavisd-new (its hand-over) and came back through the re-injection smtpd.
+    filtered = [line for line in log if 'to=<%s>' % rcpt in line and 'relay=127.0.0.1[127.0.0.1]:10024' in line
+                and 'status=sent' in line]
+    ids = CLIENT.run("grep -l -r -F -e %s /srv/sink | xargs -r grep -h -o -E 'with ESMTP id [A-Za-z0-9]+'",
+                     '<%s>' % rcpt).stdout.split('\n')
+    unique = len(set(i for i in ids if i))
+    assert (count, len(filtered), len(deferred)) == (total, total, 0), deferred[:3]
+    assert unique >= total
+    assert host.run('postqueue -j').stdout.strip() == ''
+    case.evidence('%d sent, %d handed to amavisd-new and accepted, %d arrived, 0 deferred, queue empty; accepted by the '
+                  'server in %.0f s, all at the destination after %.0f s (%.0f messages/s end to end)'
+                  % (total, len(filtered), count, accepted, seconds, total / seconds))
