@@ -8,19 +8,19 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 DOCUMENTATION = r'''
-name: stamp_input
+name: role_input
 short_description: Digest of a role's input, to recognise a host the role already converged
 version_added: 0.1.0
 description:
   - Returns a SHA-256 digest of everything a role's result depends on, computed on the controller -
     the role's variables (as given) and the code of the role, of the shared C(common) role and of
     the collection's plugins. Any change to one of them gives another digest.
-  - The roles record the digest on the host after they converged (with the state of what they
-    manage), and skip their configuration tasks on a later run only when the digest is the same and
-    what they manage is untouched (see the C(host_probe) filter).
-  - Values of secret variables (a name or key containing C(password), C(passphrase), C(secret) or
-    C(private_key)) enter the digest through PBKDF2-HMAC-SHA256 (50,000 rounds, salted with the role
-    and the variable name), so the recorded digest is no shortcut to guessing them.
+  - The roles record the digest on the host with the state of what they manage (see
+    M(estafeta.postfix.converged_state)); a later run may end a role early only when the digest is the
+    same and everything the role manages is untouched.
+  - Secrets never enter the digest - a variable or key whose name contains C(password), C(passphrase),
+    C(secret) or C(private_key), or is C(hash), counts only as present or absent. The tasks that handle
+    secrets therefore run on every run (they are idempotent and cheap), before a role may end early.
 author:
   - estafeta.postfix contributors (@estafeta)
 options:
@@ -36,8 +36,8 @@ options:
 
 EXAMPLES = r'''
 - name: Digest of the base role's input
-  ansible.builtin.set_fact:
-    __base_stamp_input: "{{ dict(names | zip(q('ansible.builtin.vars', *names))) | estafeta.postfix.stamp_input('base') }}"
+  ansible.builtin.debug:
+    msg: "{{ dict(names | zip(q('ansible.builtin.vars', *names))) | estafeta.postfix.role_input('base') }}"
   vars:
     names: "{{ q('ansible.builtin.varnames', '^base_') }}"
 '''
@@ -56,10 +56,8 @@ import re
 from ansible.errors import AnsibleFilterError
 
 COLLECTION_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-SECRET_RE = re.compile(r'password|passphrase|secret|private_key', re.IGNORECASE)
-ROUNDS = 50000
+SECRET_RE = re.compile(r'password|passphrase|secret|private_key|^hash$', re.IGNORECASE)
 _CODE = {}
-_SECRETS = {}
 
 
 def _tree_digest(top):
@@ -82,43 +80,34 @@ def code_digest(role):
     if role not in _CODE:
         role_dir = os.path.join(COLLECTION_ROOT, 'roles', role)
         if not os.path.isdir(role_dir):
-            raise AnsibleFilterError('stamp_input: no role %r in %s' % (role, os.path.join(COLLECTION_ROOT, 'roles')))
+            raise AnsibleFilterError('role_input: no role %r in %s' % (role, os.path.join(COLLECTION_ROOT, 'roles')))
         parts = [_tree_digest(role_dir), _tree_digest(os.path.join(COLLECTION_ROOT, 'roles', 'common')),
                  _tree_digest(os.path.join(COLLECTION_ROOT, 'plugins'))]
         _CODE[role] = hashlib.sha256('\n'.join(parts).encode('utf-8')).hexdigest()
     return _CODE[role]
 
 
-def _secret(role, name, value):
-    text = json.dumps(value, sort_keys=True, default=str)
-    key = (role, name, text)
-    if key not in _SECRETS:
-        salt = ('estafeta.postfix:%s:%s' % (role, name)).encode('utf-8')
-        _SECRETS[key] = 'pbkdf2:' + hashlib.pbkdf2_hmac('sha256', text.encode('utf-8'), salt, ROUNDS).hex()
-    return _SECRETS[key]
-
-
-def _plain(role, name, value):
-    """Plain data with the secret values replaced by their slow digest."""
-    if SECRET_RE.search(name) and value not in (None, '', [], {}):
-        return _secret(role, name, _plain(role, '', value))
+def _plain(name, value):
+    """Plain data with every secret replaced by a marker that says only whether it is set."""
+    if SECRET_RE.search(name):
+        return '(secret set)' if value not in (None, '', [], {}) else '(secret unset)'
     if isinstance(value, dict):
-        return dict((str(k), _plain(role, str(k), v)) for k, v in value.items())
+        return dict((str(k), _plain(str(k), v)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [_plain(role, name, v) for v in value]
+        return [_plain(name, v) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)
 
 
-def stamp_input(variables, role):
+def role_input(variables, role):
     if not isinstance(variables, dict):
-        raise AnsibleFilterError('stamp_input expects a mapping of variable names to values, got %s' % type(variables).__name__)
-    data = {'role': role, 'code': code_digest(role), 'vars': _plain(role, '', dict(variables))}
+        raise AnsibleFilterError('role_input expects a mapping of variable names to values, got %s' % type(variables).__name__)
+    data = {'role': role, 'code': code_digest(role), 'vars': _plain('', dict(variables))}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode('utf-8')).hexdigest()
 
 
 class FilterModule(object):
 
     def filters(self):
-        return {'stamp_input': stamp_input}
+        return {'role_input': role_input}
