@@ -238,6 +238,10 @@ class HostView(object):
                 db = self.file_line(path + suffix)
                 # The database's bytes change with every rebuild; its mode and owner and what it answers count.
                 lines.append(re.sub(r' [0-9a-f]{64} ', ' ', db))
+            if not any(os.path.exists(path + suffix) for suffix in DB_SUFFIXES[table_type]):
+                # postmap waits about a second before it gives up on a missing database.
+                lines.append('database %s missing' % path)
+                return lines
             out = self._out(['postalias' if alias else 'postmap', '-c', self.config_dir, '-s', '%s:%s' % (table_type, path)])
             if out is None:
                 lines.append('database %s unreadable' % path)
