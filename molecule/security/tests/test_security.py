@@ -308,7 +308,7 @@ def test_no_secret_in_output(host, case, faults):
 def test_failed_check_rolled_back(host, case, faults):
     case('M04', 'A change that only postfix check rejects (message_size_limit = abc through postconf_set), then '
                 'mail over SMTP')
-    assert faults['bad']['rc'] != 0 and 'postfix check failed' in faults['bad']['out'], faults['bad']['out'][-2000:]
+    assert faults['bad']['rc'] != 0 and 'Postfix refuses the new configuration' in faults['bad']['out'], faults['bad']['out'][-2000:]
     assert host.check_output('postconf -h message_size_limit') != 'abc'
     assert host.run('postfix check').rc == 0
     host.run_expect([0], 'postfix reload')
@@ -318,7 +318,7 @@ def test_failed_check_rolled_back(host, case, faults):
                     '--to', 'after-%s@far.test' % token)
     assert rc == 0, out
     assert wait(lambda: sink_count('after-%s@far' % token) == 1, 60)
-    case.evidence('the run failed ("postfix check failed"), main.cf kept message_size_limit = %s, postfix check '
+    case.evidence('the run failed ("Postfix refuses the new configuration"), main.cf kept message_size_limit = %s, postfix check '
                   'passes; after a reload a message sent over SMTP reached the next hop'
                   % host.check_output('postconf -h message_size_limit'))
 

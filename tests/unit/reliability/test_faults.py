@@ -179,7 +179,7 @@ def test_postfix_check_failure_rolls_back(conf, case, run_module):
                 'checked, rolled back')
     before = snapshot(conf)
     result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 'abc', 'config_dir': conf})
-    assert result.get('failed') is True and 'postfix check failed' in result['msg'], result
+    assert result.get('failed') is True and 'Postfix refuses the new configuration' in result['msg'], result
     assert 'message_size_limit' in result['msg']
     assert snapshot(conf) == before
     case.message(result['msg'])

@@ -331,8 +331,24 @@ def test_postfix_check_failure_rolls_back(run_module, postfix_dir):
     before = snapshot(postfix_dir)
     result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 'abc', 'config_dir': postfix_dir})
     assert result['failed']
-    assert 'postfix check failed' in result['msg']
+    assert 'Postfix refuses the new configuration' in result['msg']
     assert 'message_size_limit = abc' in result['msg']
+    assert snapshot(postfix_dir) == before
+
+
+@pytest.mark.parametrize('name, value, reason', [
+    ('mail_owner', 'no-such-user-x', 'unknown user name'),
+    ('inet_protocols', 'ipv9', 'unknown inet_protocols value'),
+    ('compatibility_level', 'abc', 'malformed compatibility level'),
+    ('queue_directory', '/nonexistent/spool', 'is not a directory'),
+    ('data_directory', '/nonexistent/data', 'is not a directory'),
+])
+def test_refused_configuration_rolls_back(run_module, postfix_dir, name, value, reason):
+    """What every Postfix program refuses to start with, and the directories postfix check requires: refused
+    on the staged copy already (postconf itself stops) or once installed, and the previous files stay."""
+    before = snapshot(postfix_dir)
+    result = run_module(postconf_set, {'name': name, 'value': value, 'config_dir': postfix_dir})
+    assert result['failed'] and reason in result['msg'], result
     assert snapshot(postfix_dir) == before
 
 
@@ -340,7 +356,7 @@ def test_no_check(run_module, postfix_dir, counter):
     result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 2048000, 'check': False,
                                        'config_dir': postfix_dir})
     assert result['changed'] is True
-    assert not [c for c in counter if os.path.basename(c[0]) == 'postfix']
+    assert not [c for c in counter if os.path.basename(c[0]) in ('postfix', 'postmap')]
 
 
 def test_backup(run_module, postfix_dir):
