@@ -12,8 +12,8 @@ Shape (see roles/common/README.md):
 - a role's ``main.yml`` ends the role early only through ``__<role>_converged`` (its committed record
   holds and ``__<role>_input`` is the same); the only tasks before that are the role's secret tasks,
   imported again under that same flag so they run on every run;
-- the role's last task records ``__<role>_managed`` with ``__<role>_input`` and notifies the reload
-  (after which the commit handler runs).
+- the role's last task queues ``__<role>_record`` (its name, ``__<role>_input`` and ``__<role>_managed``)
+  and notifies the reload; the last handler writes the queued records after the reload.
 
 Completeness: for every role, under several sets of variables (optional parts on and off), every
 task the role would run is evaluated here as Ansible would evaluate it (loops, ``vars``, ``when``),
@@ -62,7 +62,7 @@ VARIANTS = {
         'anti_relay_dnsbl_zones': ['zen.spamhaus.org'], 'anti_relay_rhsbl_sender_zones': ['dbl.spamhaus.org']}],
     'smarthost': [{'smarthost_relayhost': 'relay.example.test'}, {
         'smarthost_relayhost': 'relay.example.test', 'smarthost_auth': True, 'smarthost_username': 'u',
-        'smarthost_password': 'p', 'smarthost_params': {'smtp_tls_loglevel': 1},
+        'smarthost_password': 'p', 'smarthost_params': {'smtp_connect_timeout': '20s'},
         'smarthost_sender_relays': [{'sender': '@example.test', 'relayhost': '[other.example.test]:587',
                                      'username': 'u2', 'password': 'p2'}]}],
     'tls': [{}, {'tls_certificate': 'CERT', 'tls_private_key': 'KEY', 'tls_params': {'tls_ssl_options': 'NO_RENEGOTIATION'}}],
@@ -263,10 +263,13 @@ def test_common_handler_chain():
     for topic in (RELOAD, RESTART):
         mine = [h['name'] for h, t in zip(handlers, topics) if topic in t]
         assert mine[0].startswith('Check the Postfix configuration'), mine
-        assert mine[-1] == 'Commit the converged-state records', mine
-    assert names[-1] == 'Commit the converged-state records'
-    assert 'estafeta.postfix.converged_state' in handlers[-1]
-    assert handlers[-1]['estafeta.postfix.converged_state']['action'] == 'commit'
+        assert mine[-2:] == ['Record the converged state of the roles that ran in full',
+                             'Empty the queue of converged-state records'], mine
+    assert names[-2:] == ['Record the converged state of the roles that ran in full',
+                          'Empty the queue of converged-state records']
+    record = handlers[-2]['estafeta.postfix.converged_state']
+    assert record['action'] == 'record' and '__common_queue' in record['records']
+    assert handlers[-1]['ansible.builtin.set_fact'] == {'__common_queue': {}}
 
 
 @pytest.mark.parametrize('role', ROLES)
@@ -283,13 +286,17 @@ def test_role_shape(role):
     # Secret tasks before it run again on a converged host only (the full path has them too).
     for task in tasks[:tasks.index(ends[0])]:
         assert '__%s_converged | bool' % role in task['when'], task['name']
-    # The record: the last task, for real runs that ran everything, then the reload and the commit.
+    # The record: the last task queues it, for real runs that ran everything, and notifies the reload.
     last = tasks[-1]
-    record = last['estafeta.postfix.converged_state']
-    assert record['action'] == 'record' and record['role'] == role
-    assert record['input'] == '{{ __%s_input }}' % role and record['spec'] == '{{ __%s_managed }}' % role
-    assert last['when'] == '__common_record | bool' or '__common_record | bool' in last['when']
+    queued = last['ansible.builtin.set_fact']['__common_queue']
+    assert queued == "{{ __common_queue | default({}) | combine({'%s': __%s_record}) }}" % (role, role)
+    assert last['changed_when'] == "__common_records.%s | default('') != __%s_input" % (role, role)
+    when = last['when'] if isinstance(last['when'], list) else [last['when']]
+    assert when[0].startswith('__common_recording | bool')
     assert last['notify'] == RELOAD
+    record = variables['__%s_record' % role]
+    for part in ("'role': '%s'" % role, "'input': __%s_input" % role, "'spec': __%s_managed" % role):
+        assert part in record
 
 
 @pytest.mark.parametrize('role', ROLES)
@@ -315,3 +322,18 @@ def test_every_tag_of_the_roles_starts_with_postfix():
                     apply = task.get(key) if isinstance(task.get(key), dict) else {}
                     for tag in (apply.get('apply') or {}).get('tags') or []:
                         assert tag.startswith('postfix'), (role, path, task.get('name'), tag)
+
+
+def test_no_two_roles_manage_one_object():
+    """Only restriction lists (composed), packages and units may appear in two roles' records: anything else
+    would be set by two roles, and the last one to run would decide it."""
+    variables = {}
+    for role in ROLES:
+        variables.update(VARIANTS.get(role, [{}])[-1])
+    owners = {}
+    for role in ROLES:
+        managed, dummy = managed_objects(role, variables)
+        for item in managed:
+            if not item.startswith(('list ', 'package ', 'unit ', 'master')):
+                owners.setdefault(item, []).append(role)
+    assert not dict((k, v) for k, v in owners.items() if len(v) > 1)

@@ -249,7 +249,7 @@ def faults():
     bad = os.path.join(SCENARIO_DIR, 'tests', 'bad_change.yml')
     rc, out, dummy = playbook(bad)
     _FAULTS['bad'] = {'rc': rc, 'out': out}
-    # 5. A run with nothing to do: every role finds its committed converged-state record holding and ends early.
+    # 5. A run with nothing to do: every role finds its converged-state record holding and ends early.
     rc, out, dummy = playbook(converge)
     _FAULTS['noop'] = {'rc': rc, 'out': out}
     # 6. Hand edits of what the roles manage: a main.cf parameter (anti_relay; its record no longer holds, the role
@@ -368,7 +368,7 @@ SECRET_TASKS = ['estafeta.postfix.smarthost : Write the relay passwords (mode 06
 
 
 def test_noop_run_skips_configuration(host, case, faults):
-    case('M05', 'A run with nothing to do, right after runs that changed things: every role finds its committed '
+    case('M05', 'A run with nothing to do, right after runs that changed things: every role finds its '
                 'converged-state record holding and ends at its first task; only the secret tasks run')
     out = faults['noop']['out']
     assert faults['noop']['rc'] == 0, out[-3000:]
