@@ -154,5 +154,5 @@ def test_queued_while_primary_down_then_delivered(backup, primary):
     assert primary.check_output("grep -cF 'Subject: %s' /var/mail/ana" % token) == "1"
     sent = [line for line in backup.check_output("grep -F 'to=<ana@example.com>' /var/log/mail.log").splitlines()
             if "status=sent" in line]
-    assert sent and all(re.search(r"relay=%s\[[0-9.]+\]:%d," % (re.escape(primary.check_output("hostname")),
-                                                                   primary_port(backup)), line) for line in sent), sent
+    relay = r"relay=%s\[[0-9.]+\]:%d," % (re.escape(primary.check_output("hostname")), primary_port(backup))
+    assert sent and all(re.search(relay, line) for line in sent), sent
