@@ -91,20 +91,34 @@ def delivered(host, sender):
     return relay_session(relay_message(token)), token
 
 
+def tables(host):
+    """(password, TLS policy, sender relay) tables: at other paths on the client with the wrong password."""
+    if host.backend.get_hostname() == 'smarthost-badpw':
+        return '/etc/postfix/relay_passwords', '/etc/postfix/relay_tls', '/etc/postfix/relay_senders'
+    return '/etc/postfix/sasl_passwd', '/etc/postfix/smarthost_tls_policy', '/etc/postfix/sender_relayhost'
+
+
 def test_main_cf(host):
     trixie = host.backend.get_hostname() == 'smarthost-trixie'
+    passwords, policy, senders = tables(host)
     relayhost = 'relays.example.test:587' if trixie else '[relay.example.test]:587'
     assert host.check_output('postconf -h relayhost') == relayhost
     assert host.check_output('postconf -h smtp_sasl_auth_enable') == 'yes'
+    assert host.check_output('postconf -h smtp_sasl_password_maps') == 'hash:' + passwords
+    assert host.check_output('postconf -h smtp_tls_policy_maps') == 'hash:' + policy
+    assert host.check_output('postconf -h sender_dependent_relayhost_maps') == 'hash:' + senders
     assert host.check_output('postconf -h smtp_sender_dependent_authentication') == 'yes'
     # The global client TLS level is untouched; the relay gets "encrypt" through the policy table.
     assert host.check_output('postconf -h smtp_tls_security_level') == 'may'
-    assert host.check_output('postmap -q %s hash:/etc/postfix/smarthost_tls_policy', relayhost) == 'encrypt'
-    assert host.check_output('postmap -q @alt.example.test hash:/etc/postfix/sender_relayhost') == '[relay.example.test]:587'
+    assert host.check_output('postmap -q %s hash:%s', relayhost, policy) == 'encrypt'
+    assert host.check_output('postmap -q @alt.example.test hash:%s', senders) == '[relay.example.test]:587'
+    # smarthost_params, on the client with the wrong password.
+    badpw = host.backend.get_hostname() == 'smarthost-badpw'
+    assert host.check_output('postconf -h smtp_connect_timeout') == ('15s' if badpw else '30s')
 
 
 def test_password_table_protected(host):
-    for path in ('/etc/postfix/sasl_passwd', '/etc/postfix/sasl_passwd.db'):
+    for path in (tables(host)[0], tables(host)[0] + '.db'):
         table = host.file(path)
         assert table.exists
         assert table.user == 'root'
