@@ -97,8 +97,9 @@ SECTIONS = [
      'Postfix\'s own `smtp-source` sends to the server, which relays everything to `smtp-sink` on another '
      'container. Every message is counted at the destination by its recipient, and the server\'s queue ids are '
      'compared for duplicates. The small run is part of `make test` (scenario security); the large one is '
-     '`make stress` (scenario stress). The rate is end to end: from the first message sent to the last one at the '
-     'destination.'),
+     '`make stress` (scenario stress). Times come from the one clock the containers share: the start of smtp-source, '
+     'taken on the server in the shell that runs it, and the modification time of the last message\'s file in the '
+     'sink; the count is made once the server\'s queue is empty.'),
     ('H', 'Hand edits survive',
      'Comments, commented-out settings and hand-written entries in main.cf, master.cf and tables, outside what '
      'the module manages, must stay byte-identical through every run; the second run reports no change.'),
