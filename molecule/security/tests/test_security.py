@@ -432,13 +432,13 @@ def test_killed_converge(host, case, faults):
     assert KILL_TASK in killed['at'] and killed['rc'] == -9, killed
     assert all(killed['orphans_done']), 'a module process was still waiting two minutes after the lock was freed'
     assert killed['check'] == [0, 0]
-    # Whole old or whole new: the batch's value, either way a value postconf reads.
-    assert all(vrfy in ('yes', 'no') for vrfy in killed['vrfy']), killed['vrfy']
+    # The old value (yes) or the batch's new one (a Postfix false), nothing else.
+    assert all(vrfy in ('yes', 'no', 'false') for vrfy in killed['vrfy']), killed['vrfy']
     assert faults['rerun']['rc'] == 0, faults['rerun']['out'][-3000:]
     assert host.check_output('postconf -h disable_vrfy_command') == 'yes'
     assert host.run('postfix check').rc == 0
-    outcome = ', '.join('%s %s' % (name.split('-')[1], 'the new value (no)' if vrfy == 'no' else 'the old value (yes)')
-                        for name, vrfy in zip(ALIAS, killed['vrfy']))
+    outcome = ', '.join('%s %s' % (name.split('-')[1], 'the old value (yes)' if vrfy == 'yes' else
+                                   'the new value (%s)' % vrfy) for name, vrfy in zip(ALIAS, killed['vrfy']))
     case.evidence('killed at "%s" while its module waited inside its run on both servers (the test held the '
                   'configuration lock, so the task could not have finished), before the controller had a result '
                   'for either; once the lock was free the modules that had lost their controller were gone, and '
