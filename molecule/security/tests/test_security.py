@@ -437,13 +437,13 @@ def test_killed_converge(host, case, faults):
     assert faults['rerun']['rc'] == 0, faults['rerun']['out'][-3000:]
     assert host.check_output('postconf -h disable_vrfy_command') == 'yes'
     assert host.run('postfix check').rc == 0
-    outcome = ', '.join('%s %s' % (name.split('-')[1], 'the old value (yes)' if vrfy == 'yes' else
-                                   'the new value (%s)' % vrfy) for name, vrfy in zip(ALIAS, killed['vrfy']))
-    case.evidence('killed at "%s" while its module waited inside its run on both servers (the test held the '
-                  'configuration lock, so the task could not have finished), before the controller had a result '
-                  'for either; once the lock was free the modules that had lost their controller were gone, and '
-                  'main.cf had %s; postfix check passed on both servers; the next run (the scenario\'s settings) '
-                  'succeeded and disable_vrfy_command is yes' % (killed['at'], outcome))
+    outcome = ', '.join('%s %s (%s)' % (name.split('-')[1], vrfy, 'old' if vrfy == 'yes' else 'new')
+                        for name, vrfy in zip(ALIAS, killed['vrfy']))
+    evidence = ('killed at "%s" while its module waited on both servers for the configuration lock the test held, '
+                'before the controller had a result; then main.cf had disable_vrfy_command = %s; postfix check '
+                'passed on both; the next run succeeded, disable_vrfy_command is yes' % (killed['at'], outcome))
+    assert len(evidence) < 400, len(evidence)
+    case.evidence(evidence)
 
 
 def test_stopped_postfix_restarted(host, case, faults):
