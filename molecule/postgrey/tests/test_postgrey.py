@@ -96,6 +96,7 @@ def test_first_attempt_greylisted_retry_accepted(host):
     assert 'Greylisted by the estafeta test' in first['rcpt_msg'], first
     # An early retry is still refused.
     assert smtp(host, server, sender, rcpt)['rcpt_code'] == 450
+
     # Retried like a client would (every second) until accepted; never before the delay is over.
     def accepted():
         result = smtp(host, server, sender, rcpt, send=True)
