@@ -770,8 +770,62 @@ def markdown(results):
             '![Wall time against the number of hosts](images/fleet-scaling.png)']
     lines += mitogen_markdown(results.get('mitogen'))
     if results.get('limits'):
-        lines += ['', '## What limits the figures', ''] + ['- ' + x for x in results['limits']]
+        lines += ['', '## What limits the figures (commentary)', '',
+                  'Written by hand (`bench/limits.md`), not measured by `make bench`. Each item says when it was',
+                  'written. A figure in bold is this page\'s own measurement, put in when the page is written; every',
+                  'other figure in an item is an observation of that date, not measured again since.', '']
+        lines += ['- *(commentary of %s)* %s' % (item['date'], render_limit(item['text'], results)) for item in results['limits']]
     return '\n'.join(lines) + '\n'
+
+
+# A commentary item of bench/limits.md: "- (YYYY-MM-DD) text", text continued on indented lines.
+LIMIT_ITEM = re.compile(r'^\((\d{4}-\d{2}-\d{2})\) (.+)$', re.S)
+# A measured figure in a commentary item: {{ name }}, one of measured_figures().
+PLACEHOLDER = re.compile(r'\{\{\s*([a-z_.]+)\s*\}\}')
+
+
+def read_limits(path):
+    """The commentary items of bench/limits.md: [{'date':, 'text':}]. Raises ValueError on an undated item."""
+    items = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith('- '):
+                items.append(line[2:].strip())
+            elif line.startswith('  ') and items and line.strip():
+                items[-1] += ' ' + line.strip()
+    result = []
+    for item in items:
+        match = LIMIT_ITEM.match(item)
+        if not match:
+            raise ValueError('bench/limits.md: an item must start with the date it was written, as '
+                             '"- (2026-11-25) ...": %s' % item[:80])
+        result.append({'date': match.group(1), 'text': match.group(2)})
+    return result
+
+
+def measured_figures(results):
+    """The figures a commentary item may quote from the measurements, by name."""
+    figures = {}
+    c = results.get('comparable')
+    if c:
+        figures['comparable.converge_s'] = '%.1f s' % c['converge']['seconds']
+        figures['comparable.apt_by_hand_s'] = '%.1f s' % c['apt_by_hand_seconds']
+        figures['comparable.rerun_over_floor'] = '%.2fx' % c['rerun_over_floor']
+    f = results.get('fleet')
+    points = [p for p in (f or {}).get('points') or [] if p.get('floor_seconds')]
+    if points:
+        largest = max(points, key=lambda p: p['hosts'])
+        figures['fleet.largest'] = '%d' % largest['hosts']
+        figures['fleet.floor_over_single_largest'] = '%.2f times' % largest['floor_over_single']
+        ratios = [p['rerun_seconds'] / p['floor_seconds'] for p in points]
+        figures['fleet.rerun_over_floor_range'] = '%.2fx to %.2fx' % (min(ratios), max(ratios))
+    return figures
+
+
+def render_limit(text, results):
+    """A commentary item with its measured figures put in (bold); KeyError names one the results lack."""
+    figures = measured_figures(results)
+    return PLACEHOLDER.sub(lambda m: '**%s**' % figures[m.group(1)], text)
 
 
 def mitogen_markdown(mg):
@@ -906,7 +960,8 @@ def main():
     return report(results, args.output)
 
 
-def report(results, output):
+def prepare_results(results):
+    """Derived figures, the targets and the commentary of bench/limits.md, before the page is written."""
     for key in ('comparable', 'complete'):
         w = results.get(key)
         if w:  # fastest of the repetitions (also for figures written by older versions of this script)
@@ -916,13 +971,14 @@ def report(results, output):
     results['targets'] = [{'target': n, 'measured': m, 'met': ok} for n, m, ok in targets(results)]
     limits_path = os.path.join(HERE, 'limits.md')
     if os.path.exists(limits_path):
-        with open(limits_path) as f:
-            results['limits'] = []
-            for line in f:
-                if line.startswith('- '):
-                    results['limits'].append(line[2:].strip())
-                elif line.startswith('  ') and results['limits'] and line.strip():
-                    results['limits'][-1] += ' ' + line.strip()
+        results['limits'] = read_limits(limits_path)
+        for item in results['limits']:
+            render_limit(item['text'], results)  # every quoted figure must be measured
+    return results
+
+
+def report(results, output):
+    prepare_results(results)
     with open(os.path.join(output, 'performance.json'), 'w') as f:
         json.dump(results, f, indent=2, sort_keys=True)
         f.write('\n')

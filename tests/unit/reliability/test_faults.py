@@ -246,10 +246,12 @@ def test_random_kills(conf, work, case, run_module):
             assert text == contents[target]
         elif proc.returncode == 0:
             tally['finished'] += 1
-        elif text == contents[target]:
-            tally['new'] += 1
         else:
-            tally['old'] += 1
+            assert proc.returncode == -signal.SIGKILL, 'run %d ended with %d, not by the kill' % (number, proc.returncode)
+            tally['new' if text == contents[target] else 'old'] += 1
+    # The kills must have landed in runs, not only after them: a case where every run finished
+    # first would prove nothing about a kill.
+    assert tally['old'] + tally['new'] > 0, 'no kill landed while a run was working: %r' % tally
     now = snapshot(conf)
     assert now['master.cf'] == master
     strays = [n for n in now if n not in ('main.cf', 'master.cf', 'access', 'access.db', 'header_checks.pcre')]
