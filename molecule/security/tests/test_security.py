@@ -557,12 +557,6 @@ def recap_changed(out):
     return [int(m) for m in re.findall(r'^security-(?:bookworm|trixie)\s+:.*?changed=(\d+)', out, re.M)]
 
 
-# The tasks that write secrets run on every run, also where their role then ends early (no record holds a
-# secret): the relay password table and the submission users.
-SECRET_TASKS = ['estafeta.postfix.smarthost : Write the relay passwords (mode 0600)',
-                'estafeta.postfix.anti_relay : Write the submission users (passwd-file, SHA512-CRYPT)']
-
-
 def test_noop_run_skips_configuration(host, case, faults):
     case('M05', 'A run with nothing to do, right after runs that changed things: every role finds its '
                 'converged-state record holding and ends at its first task; only the secret tasks run')
