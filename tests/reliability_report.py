@@ -13,9 +13,20 @@ tests/output/reliability/molecule-<scenario>.json; this script copies the newest
 tests/reliability_molecule.json (the last recorded run, kept with the sources) and renders its
 cases with the scenario and the time of that run.
 
+Every run is tied to the code it ran: the unit cases to the commit checked out when the page is
+written, each Molecule run to the commit its verifier recorded, with a "dirty" flag when the files
+that make up the run differed from that commit (see tests/molecule_reliability.py);
+tests/unit/test_reliability_report.py fails when roles/ or plugins/ changed since.
+
+A case passes only when its test's call phase passed. Nothing drops off the page: a test that
+was collected but did not report (an interrupted run) and a Molecule case of the last record that
+a new run of its scenario lacks are listed as failed ("missing"), and so is a run whose pytest
+exit status says it did not complete.
+
 The page is a table per kind of case: the case id, what was tried, and what happened (the pass
 mark of the test and the error message or observation it recorded). The exit code is 1 when a
-case failed; the page is written anyway, failures included.
+case failed or is missing, or when pytest did not complete; the page is written anyway, failures
+included.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -55,8 +66,11 @@ SECTIONS = [
     ('R', 'Role variables of the wrong type',
      'One `ansible-playbook` run (connection local, check mode as a second safety net, no facts gathered) includes '
      'each role with one wrongly typed variable. A case passes when the role stops at its first task, the '
-     'argument validation from `meta/argument_specs.yml`, with a message that names the variable, and '
-     '/etc/postfix of the host is unchanged.'),
+     'argument validation from `meta/argument_specs.yml` (or the rule check the case is about), with a message '
+     'that names the variable, when the run\'s record of every task (the ansible.posix.json callback) shows no task '
+     'of the role past its checks (check mode alone would hide a role that went on), and /etc/postfix of the host '
+     'is unchanged. Tasks of the role\'s dependencies, which Ansible runs before the role\'s own validation, are '
+     'listed in the evidence.'),
     ('F', 'Killed runs and a failing postfix check',
      'The modules run in their own processes, as Ansible runs them, and are killed with SIGKILL either at a '
      'precise point of a file replacement or at random moments. A case passes when each file is afterwards '
@@ -86,8 +100,9 @@ SECTIONS = [
      'Postfix\'s own `smtp-source` sends to the server, which relays everything to `smtp-sink` on another '
      'container. Every message is counted at the destination by its recipient, and the server\'s queue ids are '
      'compared for duplicates. The small run is part of `make test` (scenario security); the large one is '
-     '`make stress` (scenario stress). The rate is end to end: from the first message sent to the last one at the '
-     'destination.'),
+     '`make stress` (scenario stress). Times come from the one clock the containers share: the start of smtp-source, '
+     'taken on the server in the shell that runs it, and the modification time of the last message\'s file in the '
+     'sink; the count is made once the server\'s queue is empty.'),
     ('H', 'Hand edits survive',
      'Comments, commented-out settings and hand-written entries in main.cf, master.cf and tables, outside what '
      'the module manages, must stay byte-identical through every run; the second run reports no change.'),
@@ -97,6 +112,7 @@ MARKS = {'passed': 'pass', 'failed': '**FAIL**', 'skipped': 'skipped'}
 
 
 def run_cases(json_path, workers):
+    """Run the unit reliability cases; returns pytest's exit status (0 all passed, 1 some failed)."""
     env = dict(os.environ)
     env[REPORT_ENV] = json_path
     cmd = [sys.executable, '-m', 'pytest', CASES_DIR, '-q', '-p', 'no:cacheprovider', '--tb=line']
@@ -105,8 +121,46 @@ def run_cases(json_path, workers):
     return subprocess.run(cmd, cwd=ROOT, env=env, check=False).returncode
 
 
+def collect_cases():
+    """The node ids of the unit reliability cases, as pytest collects them (the cases expected in a run)."""
+    proc = subprocess.run([sys.executable, '-m', 'pytest', CASES_DIR, '--collect-only', '-q', '-p', 'no:cacheprovider'],
+                          cwd=ROOT, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit('collecting %s failed:\n%s%s' % (CASES_DIR, proc.stdout[-3000:], proc.stderr[-3000:]))
+    return [line.strip() for line in proc.stdout.splitlines() if '::' in line and not line.startswith(' ')]
+
+
+def missing_cases(cases, expected):
+    """Failed entries for the expected tests (node ids) that have no recorded outcome."""
+    seen = set(c.get('nodeid') for c in cases)
+    return [{'nodeid': nodeid, 'case': nodeid.split('::')[-1], 'what': '(%s)' % nodeid, 'outcome': 'failed',
+             'evidence': [], 'failure': 'missing: the test was collected but did not report (interrupted run?)'}
+            for nodeid in expected if nodeid not in seen]
+
+
+def run_problems(rc, cases):
+    """Why a pytest run does not count as complete, or None."""
+    failed = [c for c in cases if c['outcome'] == 'failed']
+    if rc not in (0, 1):
+        return 'pytest exited with status %d (interrupted, or an error outside the tests)' % rc
+    if rc == 1 and not failed:
+        return 'pytest reported a failure that is not a case (exit status 1 with every case passed)'
+    return None
+
+
+def git(*args):
+    try:
+        proc = subprocess.run(['git', '-C', ROOT] + list(args), capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
 def versions():
     result = {}
+    result['commit'] = git('rev-parse', 'HEAD') or 'unknown'
+    status = git('status', '--porcelain', '--', 'roles', 'plugins', CASES_DIR)
+    result['dirty'] = status is None or status != ''
     try:
         result['postfix'] = subprocess.run(['/usr/sbin/postconf', '-d', '-h', 'mail_version'], capture_output=True,
                                            text=True, check=True, env={'LANG': 'C'}).stdout.strip()
@@ -131,8 +185,38 @@ def code(text):
     return '%s%s%s%s%s' % (fence, pad, text, pad, fence)
 
 
+def merge_run(previous, run):
+    """A new run of a scenario, with every case of the previous record that it lacks listed as missing."""
+    run = dict(run)
+    have = set(c['case'] for c in run['cases'])
+    lost = [dict(c, outcome='failed', evidence=[], failure='missing: the run of %s has no result for this case'
+                 % run['finished']) for c in (previous or {}).get('cases', []) if c['case'] not in have]
+    run['cases'] = sorted(run['cases'] + lost, key=lambda c: c['case'])
+    return run
+
+
+def molecule_problems(run):
+    """Why a recorded Molecule run does not count as complete, or None."""
+    if run.get('exitstatus') not in (0, 1):
+        return 'molecule/%s: the verifier exited with status %s (interrupted?)' % (run['scenario'], run.get('exitstatus'))
+    if run.get('unfinished'):
+        return 'molecule/%s: tests that did not finish: %s' % (run['scenario'], ', '.join(run['unfinished']))
+    if not run.get('commit'):
+        return 'molecule/%s: the run recorded no commit' % run['scenario']
+    return None
+
+
+def source_of(scenario, run):
+    commit = (run.get('commit') or 'unknown commit')[:10]
+    return 'molecule/%s, %s, commit %s%s' % (scenario, run['finished'], commit, ' (dirty)' if run.get('dirty') else '')
+
+
 def molecule_cases(output_dir=MOLECULE_OUTPUT, record=MOLECULE_RECORD):
-    """Cases of the Molecule scenarios: fresh verifier output when there is some, else the last recorded run."""
+    """Cases of the Molecule scenarios: fresh verifier output when there is some, else the last recorded run.
+
+    Returns (cases, problems): a fresh run replaces the record of its scenario (cases it lacks are
+    kept as missing); problems lists the runs that did not complete.
+    """
     try:
         with open(record) as f:
             runs = json.load(f)
@@ -145,18 +229,21 @@ def molecule_cases(output_dir=MOLECULE_OUTPUT, record=MOLECULE_RECORD):
                 with open(os.path.join(output_dir, name)) as f:
                     run = json.load(f)
                 if runs.get(run['scenario']) != run:
-                    runs[run['scenario']] = run
+                    runs[run['scenario']] = merge_run(runs.get(run['scenario']), run)
                     fresh = True
     if fresh:
         with open(record, 'w') as f:
             json.dump(runs, f, indent=1, sort_keys=True)
             f.write('\n')
-    cases = []
+    cases, problems = [], []
     for scenario in sorted(runs):
         run = runs[scenario]
+        problem = molecule_problems(run)
+        if problem:
+            problems.append(problem)
         for case in run['cases']:
-            cases.append(dict(case, source='molecule/%s, %s' % (scenario, run['finished'])))
-    return cases
+            cases.append(dict(case, source=source_of(scenario, run)))
+    return cases, problems
 
 
 def happened(case):
@@ -188,13 +275,17 @@ def render(cases, info):
         'running mail servers in containers. Each row is one test case: what was tried, and what '
         'happened (the pass mark of the test and the error message or observation it recorded).',
         '',
-        'Last run: Postfix %s, ansible-core %s. %d cases: %d pass, %d fail, %d skipped.' % (
-            info['postfix'], info['ansible'], len(cases), counts['passed'], counts['failed'], counts['skipped']),
+        'Last run: Postfix %s, ansible-core %s, commit %s%s. %d cases: %d pass, %d fail, %d skipped.' % (
+            info['postfix'], info['ansible'], info.get('commit', 'unknown')[:10],
+            ' (with uncommitted changes to roles/, plugins/ or the cases)' if info.get('dirty') else '',
+            len(cases), counts['passed'], counts['failed'], counts['skipped']),
         '',
         'Regenerate with `python tests/reliability_report.py` (about a minute). The same cases run in the unit '
         'test suite (`make unit`); the Molecule cases (sections marked Molecule) run in `make test` (scenario '
         'security) and `make stress`, and their rows show the pass marks of the last recorded run '
-        '(tests/reliability_molecule.json), with its scenario and time.',
+        '(tests/reliability_molecule.json), with its scenario, time and the commit it ran; the unit tests fail when '
+        'roles/ or plugins/ changed since that commit. A case passes only when its test ran to the end and passed; '
+        'a case that did not report is listed as failed ("missing").',
         '',
     ]
     by_prefix = {}
@@ -223,12 +314,14 @@ def main(argv=None):
     parser.add_argument('-n', '--workers', type=int, default=2,
                         help='pytest-xdist workers (0 runs the cases in this process; default 2)')
     args = parser.parse_args(argv)
+    problems = []
     if args.json:
         json_path = args.json
     else:
+        expected = collect_cases()
         fd, json_path = tempfile.mkstemp(prefix='reliability-', suffix='.json')
         os.close(fd)
-        run_cases(json_path, args.workers)
+        rc = run_cases(json_path, args.workers)
     try:
         with open(json_path) as f:
             cases = json.load(f)
@@ -237,17 +330,26 @@ def main(argv=None):
     finally:
         if not args.json:
             os.unlink(json_path)
+    if not args.json:
+        cases = cases + missing_cases(cases, expected)
+        problem = run_problems(rc, cases)
+        if problem:
+            problems.append(problem)
     if not cases:
         print('No reliability case ran.', file=sys.stderr)
         return 2
-    cases = cases + molecule_cases()
+    more, molecule_problems_found = molecule_cases()
+    cases = cases + more
+    problems += molecule_problems_found
     text = render(cases, versions())
     with open(args.output, 'w') as f:
         f.write(text)
     failed = [c['case'] for c in cases if c['outcome'] == 'failed']
     print('%s: %d cases, %d failed%s' % (os.path.relpath(args.output, ROOT), len(cases), len(failed),
                                          (' (%s)' % ', '.join(failed)) if failed else ''))
-    return 1 if failed else 0
+    for problem in problems:
+        print('incomplete run: %s' % problem, file=sys.stderr)
+    return 1 if failed or problems else 0
 
 
 if __name__ == '__main__':

@@ -34,8 +34,13 @@ requirements:
 options:
   check:
     description:
-      - Run C(postfix check) after writing. When it fails, the previous files are restored
-        and the task fails, so a broken configuration never stays in place.
+      - After writing, make sure Postfix accepts the new configuration - the validation of every
+        C(main.cf) parameter that each Postfix program makes before it runs, and the directories
+        C(postfix check) requires. When Postfix refuses it, the previous files are restored and the
+        task fails, so a broken configuration never stays in place.
+      - The rest of C(postfix check) (ownership and permissions of the queue and of Postfix's own
+        files, which a configuration change cannot break) is left to the handler that reloads Postfix;
+        the collection's roles run it once per play.
     type: bool
     default: true
 '''

@@ -18,9 +18,10 @@ description:
   - The roles record the digest on the host with the state of what they manage (see
     M(estafeta.postfix.converged_state)); a later run may end a role early only when the digest is the
     same and everything the role manages is untouched.
-  - Secrets never enter the digest - a variable or key whose name contains C(password), C(passphrase),
-    C(secret) or C(private_key), or is C(hash), counts only as present or absent. The tasks that handle
-    secrets therefore run on every run (they are idempotent and cheap), before a role may end early.
+  - Secrets enter the digest only through a keyed digest (HMAC-SHA256) with O(key), a key that stays on
+    the controller - a variable or key whose name contains C(password), C(passphrase), C(secret) or
+    C(private_key), or is C(hash). So a changed password makes the role run in full, and the recorded digest
+    tells nothing about the password to anyone without the key.
 author:
   - estafeta.postfix contributors (@estafeta)
 options:
@@ -32,14 +33,20 @@ options:
     description: The role's name (a directory under C(roles/) of the collection).
     type: str
     required: true
+  key:
+    description:
+      - The key of the keyed digest of secrets. Required when a secret has a value.
+      - The roles pass the C(common) role's key (C(common_digest_key), or a random key kept on the controller).
+    type: str
 '''
 
 EXAMPLES = r'''
 - name: Digest of the base role's input
   ansible.builtin.debug:
-    msg: "{{ dict(names | zip(q('ansible.builtin.vars', *names))) | estafeta.postfix.role_input('base') }}"
+    msg: "{{ dict(names | zip(q('ansible.builtin.vars', *names))) | estafeta.postfix.role_input('base', key) }}"
   vars:
     names: "{{ q('ansible.builtin.varnames', '^base_') }}"
+    key: "{{ lookup('ansible.builtin.password', '/root/.ansible/digest.key', chars=['hexdigits'], length=64) }}"
 '''
 
 RETURN = r'''
@@ -49,6 +56,7 @@ _value:
 '''
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -87,23 +95,28 @@ def code_digest(role):
     return _CODE[role]
 
 
-def _plain(name, value):
-    """Plain data with every secret replaced by a marker that says only whether it is set."""
+def _plain(name, value, key):
+    """Plain data with every secret replaced by its keyed digest."""
     if SECRET_RE.search(name):
-        return '(secret set)' if value not in (None, '', [], {}) else '(secret unset)'
+        if value in (None, '', [], {}):
+            return '(secret unset)'
+        if not key:
+            raise AnsibleFilterError('role_input: %r holds a secret; a key is needed for its keyed digest' % name)
+        text = json.dumps(_plain('', value, key), sort_keys=True, default=str)
+        return 'hmac-sha256:' + hmac.new(key.encode('utf-8'), text.encode('utf-8'), hashlib.sha256).hexdigest()
     if isinstance(value, dict):
-        return dict((str(k), _plain(str(k), v)) for k, v in value.items())
+        return dict((str(k), _plain(str(k), v, key)) for k, v in value.items())
     if isinstance(value, (list, tuple)):
-        return [_plain(name, v) for v in value]
+        return [_plain(name, v, key) for v in value]
     if value is None or isinstance(value, (bool, int, float)):
         return value
     return str(value)
 
 
-def role_input(variables, role):
+def role_input(variables, role, key=None):
     if not isinstance(variables, dict):
         raise AnsibleFilterError('role_input expects a mapping of variable names to values, got %s' % type(variables).__name__)
-    data = {'role': role, 'code': code_digest(role), 'vars': _plain('', dict(variables))}
+    data = {'role': role, 'code': code_digest(role), 'vars': _plain('', dict(variables), key)}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode('utf-8')).hexdigest()
 
 

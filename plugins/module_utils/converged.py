@@ -5,14 +5,13 @@
 
 """Converged-state records: the proof behind the roles' fast re-runs (private to this collection).
 
-A role that ran in full ends by *recording* what it manages: its **spec**, a list of
-``"KIND ARGUMENT"`` items, each fingerprinted whole from the host as it is now (see
-:data:`KINDS`), together with the digest of the role's input. The record is written *pending*;
-the collection's handler chain *commits* it after ``postfix check`` and the reload succeeded, and
-only when every fingerprint is still the same. At the start of a later play the roles *read*
-the records: a committed record whose every fingerprint still matches the host says "this host
-is exactly what the role left after a successful run with that input", and the role may end
-early when its input digest is the same.
+A role that ran in full queues its record: its **spec**, a list of ``"KIND ARGUMENT"`` items that
+name everything it manages, and the digest of its input. The collection's handler chain writes the
+queued records after ``postfix check`` and the reload succeeded (:func:`record`), each item of the
+spec fingerprinted whole from the host as it is then. At the start of a later play the roles read
+the records (:func:`read`): a record whose every fingerprint still matches the host says "this host
+is exactly what the role left after a successful run with that input", and the role may end early
+when its input digest is the same.
 
 Kinds of spec items (each gives lines of text; their SHA-256 is the item's fingerprint):
 
@@ -72,7 +71,7 @@ from ansible_collections.estafeta.postfix.plugins.module_utils.restrictions impo
 
 DEFAULT_STATE_DIR = '/var/lib/estafeta-postfix'
 RECORDS = 'records'
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 ROLE_RE = re.compile(r'\A[a-z][a-z0-9_]*\Z')
 DIGEST_RE = re.compile(r'\A[0-9a-f]{64}\Z')
 TABLE_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'regexp', 'pcre', 'cidr', 'texthash', 'inline', 'static')
@@ -238,6 +237,10 @@ class HostView(object):
                 db = self.file_line(path + suffix)
                 # The database's bytes change with every rebuild; its mode and owner and what it answers count.
                 lines.append(re.sub(r' [0-9a-f]{64} ', ' ', db))
+            if not any(os.path.exists(path + suffix) for suffix in DB_SUFFIXES[table_type]):
+                # postmap waits about a second before it gives up on a missing database.
+                lines.append('database %s missing' % path)
+                return lines
             out = self._out(['postalias' if alias else 'postmap', '-c', self.config_dir, '-s', '%s:%s' % (table_type, path)])
             if out is None:
                 lines.append('database %s unreadable' % path)
@@ -339,8 +342,8 @@ def load_records(state_dir):
         try:
             record = json.loads(read_text(os.path.join(directory, name)))
             if (record.get('version') != RECORD_VERSION or record.get('role') != role
-                    or record.get('state') not in ('pending', 'committed')
-                    or not isinstance(record.get('items'), dict) or not isinstance(record.get('config_dir'), str)):
+                    or not isinstance(record.get('items'), dict) or not isinstance(record.get('config_dir'), str)
+                    or not DIGEST_RE.match(str(record.get('input')))):
                 continue
         except (PostfixError, ValueError, AttributeError):
             continue
@@ -373,11 +376,9 @@ def drifted_items(runner, record, views):
 def read(runner, state_dir):
     """What the roles need at the start of a play (see the module's RETURN)."""
     views = {}
-    result = {'records': {}, 'drifted': {}, 'pending': [], 'time': time.time()}
+    result = {'records': {}, 'drifted': {}, 'inputs': {}}
     for role, record in load_records(state_dir).items():
-        if record['state'] == 'pending':
-            result['pending'].append(role)
-            continue
+        result['inputs'][role] = record['input']
         drifted = drifted_items(runner, record, views)
         if drifted:
             result['drifted'][role] = drifted
@@ -386,46 +387,60 @@ def read(runner, state_dir):
     return result
 
 
-def record(runner, state_dir, role, input_digest, spec, config_dir, check_mode=False):
-    """Write ``role``'s pending record unless its committed record already says the same."""
+def check_entry(entry):
+    """Validate one queued record ``{role, input, spec, config_dir}``; return it normalized."""
+    if not isinstance(entry, dict):
+        raise PostfixError('each record must be a mapping with role, input and spec; got %r.' % (entry,))
+    role, digest = entry.get('role'), entry.get('input')
     if not isinstance(role, str) or not ROLE_RE.match(role):
         raise PostfixError('role must be a role name such as "base" (lower case, digits, "_"); got %r.' % (role,))
-    if not isinstance(input_digest, str) or not DIGEST_RE.match(input_digest):
-        raise PostfixError('input must be a SHA-256 digest (64 lower-case hexadecimal digits), as the '
-                           'estafeta.postfix.role_input filter gives it.')
-    spec = check_spec(spec)
-    view = HostView(runner, config_dir)
-    new = {'version': RECORD_VERSION, 'role': role, 'input': input_digest, 'config_dir': config_dir,
-           'items': fingerprints(view, spec), 'state': 'pending'}
-    old = load_records(state_dir).get(role)
-    same = (old is not None and old['state'] == 'committed'
-            and dict((k, old.get(k)) for k in ('input', 'config_dir', 'items'))
-            == dict((k, new[k]) for k in ('input', 'config_dir', 'items')))
-    result = {'changed': not same, 'role': role,
-              'diff': {'before': dump_record(old) if old else '', 'after': dump_record(old if same else new),
-                       'before_header': record_path(state_dir, role) + ' (before)',
-                       'after_header': record_path(state_dir, role) + ' (after)'}}
-    if not same and not check_mode:
-        new['written'] = time.time()
-        write_record(state_dir, new)
-    return result
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise PostfixError('%s: input must be a SHA-256 digest (64 lower-case hexadecimal digits), as the '
+                           'estafeta.postfix.role_input filter gives it.' % role)
+    config_dir = entry.get('config_dir') or '/etc/postfix'
+    if not isinstance(config_dir, str) or not os.path.isabs(config_dir):
+        raise PostfixError('%s: config_dir must be an absolute path; got %r.' % (role, config_dir))
+    return {'role': role, 'input': digest, 'spec': check_spec(entry.get('spec')), 'config_dir': config_dir}
 
 
-def commit(runner, state_dir, check_mode=False):
-    """Commit every pending record whose fingerprints still match the host (after a reload)."""
+def shared_items(entries):
+    """Warnings for items two roles both manage (other than restriction lists, which compose)."""
+    owners = {}
+    for entry in entries:
+        for item in entry['spec']:
+            if not item.startswith(('list ', 'package ', 'unit ', 'master')):
+                owners.setdefault(item, []).append(entry['role'])
+    return ['%s is managed by %s: the last of them to run decides its value, and the others\' records '
+            'take it as theirs. Let one role manage it.' % (item, ' and '.join(roles))
+            for item, roles in sorted(owners.items()) if len(roles) > 1]
+
+
+def record(runner, state_dir, entries, check_mode=False):
+    """Write the records of ``entries`` (the roles that ran in full), fingerprinted from the host now."""
+    entries = [check_entry(e) for e in entries]
+    roles = [e['role'] for e in entries]
+    if len(roles) != len(set(roles)):
+        raise PostfixError('each role may have one record; got %s.' % ', '.join(roles))
+    old = load_records(state_dir)
     views = {}
-    committed, stale = [], []
-    for role, rec in sorted(load_records(state_dir).items()):
-        if rec['state'] != 'pending':
+    written, diff_before, diff_after = [], [], []
+    for entry in entries:
+        if entry['config_dir'] not in views:
+            views[entry['config_dir']] = HostView(runner, entry['config_dir'])
+        new = {'version': RECORD_VERSION, 'role': entry['role'], 'input': entry['input'],
+               'config_dir': entry['config_dir'], 'items': fingerprints(views[entry['config_dir']], entry['spec'])}
+        before = old.get(entry['role'])
+        if before is not None and dict((k, before.get(k)) for k in new) == new:
             continue
-        if drifted_items(runner, rec, views):
-            stale.append(role)
-            continue
-        committed.append(role)
+        written.append(entry['role'])
+        diff_before.append(dump_record(before) if before else '')
+        diff_after.append(dump_record(new))
         if not check_mode:
-            rec = dict(rec, state='committed', committed=time.time())
-            write_record(state_dir, rec)
-    return {'changed': bool(committed), 'committed': committed, 'stale': stale}
+            write_record(state_dir, dict(new, written=time.time()))
+    return {'changed': bool(written), 'recorded': written, 'warnings': shared_items(entries),
+            'diff': {'before': ''.join(diff_before), 'after': ''.join(diff_after),
+                     'before_header': records_dir(state_dir) + ' (before)',
+                     'after_header': records_dir(state_dir) + ' (after)'}}
 
 
 def forget(state_dir, roles, check_mode=False):

@@ -21,8 +21,8 @@ description:
     to exactly the rendered value. A parameter only at its built-in default is not set.
   - The edit is staged in a scratch copy of the configuration first. Names that Postfix itself
     reports as C(unused parameter) are refused (with a suggestion) unless O(allow_unknown=true);
-    this also works in check mode. Then the files are replaced atomically and C(postfix check)
-    runs; when it fails, the previous files are restored.
+    this also works in check mode. Then the files are replaced atomically and Postfix must accept
+    them (see O(check)); when it does not, the previous files are restored.
 extends_documentation_fragment:
   - estafeta.postfix.postfix
   - estafeta.postfix.postfix.check

@@ -22,7 +22,7 @@ description:
     owns, for example written by hand, are kept (unless O(exclusive=true)). An item that another owner
     also contributes is never removed.
   - C(main.cf) and the ownership record change together or not at all. When either cannot be replaced
-    (for example an immutable file), or C(postfix check) fails, both stay as they were. A symbolic
+    (for example an immutable file), or Postfix refuses the result (see O(check)), both stay as they were. A symbolic
     link in their place is followed (the file it points to is replaced).
   - The list is then sorted by a fixed rank, so that it is always in a safe order whatever the order
     in which the owners were applied. C(permit_mynetworks) and C(permit_sasl_authenticated) come first,
@@ -36,7 +36,7 @@ description:
     C(smtpd_relay_restrictions)).
   - Items are compared after grouping each restriction with its argument, so V(check_sender_access hash:/etc/postfix/access)
     is one item whatever the spacing or commas in C(main.cf).
-  - The edit is staged in a scratch copy; C(main.cf) is replaced atomically and C(postfix check) runs;
+  - The edit is staged in a scratch copy; C(main.cf) is replaced atomically and Postfix must accept it (O(check));
     when it fails the previous file is restored.
 extends_documentation_fragment:
   - estafeta.postfix.postfix

@@ -9,11 +9,10 @@ Shape (see roles/common/README.md):
 - every role depends on ``common``, which alone defines handlers (one chain per play): the daemons
   next to Postfix, then ``postfix check`` before each reload or restart, and last the commit of the
   converged-state records;
-- a role's ``main.yml`` ends the role early only through ``__<role>_converged`` (its committed record
-  holds and ``__<role>_input`` is the same); the only tasks before that are the role's secret tasks,
-  imported again under that same flag so they run on every run;
-- the role's last task records ``__<role>_managed`` with ``__<role>_input`` and notifies the reload
-  (after which the commit handler runs).
+- a role's ``main.yml`` ends the role early, at its first task, only through ``__<role>_converged`` (its
+  record holds and ``__<role>_input`` is the same; secrets enter the input through a keyed digest);
+- the role's last task queues ``__<role>_record`` (its name, ``__<role>_input`` and ``__<role>_managed``)
+  and notifies the reload; the last handler writes the queued records after the reload.
 
 Completeness: for every role, under several sets of variables (optional parts on and off), every
 task the role would run is evaluated here as Ansible would evaluate it (loops, ``vars``, ``when``),
@@ -53,7 +52,7 @@ FACTS = {
 # Sets of variables under which every role's tasks are evaluated: each optional part is on in one.
 VARIANTS = {
     'base': [{}, {'base_install_doc': True, 'base_extra_packages': ['postfix-lmdb'], 'base_mydomain': 'example.test',
-                  'base_maillog_file': None, 'base_params': {'message_size_limit': 1000}}],
+                  'base_params': {'message_size_limit': 1000}}],
     'anti_relay': [{}, {
         'anti_relay_mynetworks': ['127.0.0.0/8'], 'anti_relay_submission_enabled': True,
         'anti_relay_submission_users': [{'name': 'alice', 'password': 'x'}],
@@ -62,7 +61,7 @@ VARIANTS = {
         'anti_relay_dnsbl_zones': ['zen.spamhaus.org'], 'anti_relay_rhsbl_sender_zones': ['dbl.spamhaus.org']}],
     'smarthost': [{'smarthost_relayhost': 'relay.example.test'}, {
         'smarthost_relayhost': 'relay.example.test', 'smarthost_auth': True, 'smarthost_username': 'u',
-        'smarthost_password': 'p', 'smarthost_params': {'smtp_tls_loglevel': 1},
+        'smarthost_password': 'p', 'smarthost_params': {'smtp_connect_timeout': '20s'},
         'smarthost_sender_relays': [{'sender': '@example.test', 'relayhost': '[other.example.test]:587',
                                      'username': 'u2', 'password': 'p2'}]}],
     'tls': [{}, {'tls_certificate': 'CERT', 'tls_private_key': 'KEY', 'tls_params': {'tls_ssl_options': 'NO_RENEGOTIATION'}}],
@@ -189,25 +188,12 @@ def targets(module, args, task):
                          % (task.get('name'), module))
 
 
-def secret_files(role):
-    """Task files imported before the role's end_role task: they run on every run."""
-    found = []
-    for task in load(os.path.join(ROLES_DIR, role, 'tasks', 'main.yml')):
-        module = module_of(task)
-        if module == 'ansible.builtin.meta':
-            break
-        assert module == 'ansible.builtin.import_tasks', '%s: only imported secret tasks may come before end_role' % role
-        found.append(task[module])
-    return found
-
-
 def managed_objects(role, overrides):
     """``(rendered __<role>_managed, [(task name, target)] the evaluated tasks manage)``."""
     variables = role_vars(role, overrides)
     templar = Templar(loader=LOADER, variables=variables)
     managed = render(templar, '{{ __%s_managed }}' % role)
     found = []
-    always = secret_files(role)
     main_tasks = load(os.path.join(ROLES_DIR, role, 'tasks', 'main.yml'))
     end = [i for i, t in enumerate(main_tasks) if t.get('ansible.builtin.meta') == 'end_role'][0]
     for filename, task, inherited in walk(role, main_tasks[end + 1:], 'main.yml'):
@@ -216,8 +202,6 @@ def managed_objects(role, overrides):
             continue
         if module == 'ansible.builtin.command' and task.get('changed_when') is False:
             continue  # reads only
-        if filename in always:
-            continue  # runs on every run, also where the role ends early
         loop = task.get('loop')
         items = [None]
         if loop is not None:
@@ -263,33 +247,37 @@ def test_common_handler_chain():
     for topic in (RELOAD, RESTART):
         mine = [h['name'] for h, t in zip(handlers, topics) if topic in t]
         assert mine[0].startswith('Check the Postfix configuration'), mine
-        assert mine[-1] == 'Commit the converged-state records', mine
-    assert names[-1] == 'Commit the converged-state records'
-    assert 'estafeta.postfix.converged_state' in handlers[-1]
-    assert handlers[-1]['estafeta.postfix.converged_state']['action'] == 'commit'
+        assert mine[-2:] == ['Record the converged state of the roles that ran in full',
+                             'Empty the queue of converged-state records'], mine
+    assert names[-2:] == ['Record the converged state of the roles that ran in full',
+                          'Empty the queue of converged-state records']
+    record = handlers[-2]['estafeta.postfix.converged_state']
+    assert record['action'] == 'record' and '__common_queue' in record['records']
+    assert handlers[-1]['ansible.builtin.set_fact'] == {'__common_queue': {}}
 
 
 @pytest.mark.parametrize('role', ROLES)
 def test_role_shape(role):
     tasks = load(os.path.join(ROLES_DIR, role, 'tasks', 'main.yml'))
     variables = load(os.path.join(ROLES_DIR, role, 'vars', 'main.yml'))
-    # The early end: the converged flag, nothing else.
+    # The early end: the first task, the converged flag, nothing else.
     ends = [t for t in tasks if t.get('ansible.builtin.meta') == 'end_role']
-    assert len(ends) == 1 and ends[0]['when'] == '__%s_converged | bool' % role
+    assert len(ends) == 1 and ends[0]['when'] == '__%s_converged | bool' % role and tasks[0] is ends[0]
     converged = variables['__%s_converged' % role]
     assert "__common_records.%s | default('') == __%s_input" % (role, role) in converged
-    assert "estafeta.postfix.role_input('%s')" % role in variables['__%s_input' % role]
+    assert "estafeta.postfix.role_input('%s', __common_digest_key)" % role in variables['__%s_input' % role]
     assert '__%s_managed' % role in variables
-    # Secret tasks before it run again on a converged host only (the full path has them too).
-    for task in tasks[:tasks.index(ends[0])]:
-        assert '__%s_converged | bool' % role in task['when'], task['name']
-    # The record: the last task, for real runs that ran everything, then the reload and the commit.
+    # The record: the last task queues it, for real runs that ran everything, and notifies the reload.
     last = tasks[-1]
-    record = last['estafeta.postfix.converged_state']
-    assert record['action'] == 'record' and record['role'] == role
-    assert record['input'] == '{{ __%s_input }}' % role and record['spec'] == '{{ __%s_managed }}' % role
-    assert last['when'] == '__common_record | bool' or '__common_record | bool' in last['when']
+    queued = last['ansible.builtin.set_fact']['__common_queue']
+    assert queued == "{{ __common_queue | default({}) | combine({'%s': __%s_record}) }}" % (role, role)
+    assert last['changed_when'] == "__common_records.%s | default('') != __%s_input" % (role, role)
+    when = last['when'] if isinstance(last['when'], list) else [last['when']]
+    assert when[0].startswith('__common_recording | bool')
     assert last['notify'] == RELOAD
+    record = variables['__%s_record' % role]
+    for part in ("'role': '%s'" % role, "'input': __%s_input" % role, "'spec': __%s_managed" % role):
+        assert part in record
 
 
 @pytest.mark.parametrize('role', ROLES)
@@ -299,7 +287,7 @@ def test_no_other_path_skips_work(role):
         text = open(os.path.join(ROLES_DIR, role, 'tasks', path)).read()
         uses = len(re.findall(r'__%s_converged' % role, text))
         if path == 'main.yml':
-            assert uses == 1 + len(secret_files(role)), path
+            assert uses == 1, path
         else:
             assert uses == 0, path
 
@@ -315,3 +303,18 @@ def test_every_tag_of_the_roles_starts_with_postfix():
                     apply = task.get(key) if isinstance(task.get(key), dict) else {}
                     for tag in (apply.get('apply') or {}).get('tags') or []:
                         assert tag.startswith('postfix'), (role, path, task.get('name'), tag)
+
+
+def test_no_two_roles_manage_one_object():
+    """Only restriction lists (composed), packages and units may appear in two roles' records: anything else
+    would be set by two roles, and the last one to run would decide it."""
+    variables = {}
+    for role in ROLES:
+        variables.update(VARIANTS.get(role, [{}])[-1])
+    owners = {}
+    for role in ROLES:
+        managed, dummy = managed_objects(role, variables)
+        for item in managed:
+            if not item.startswith(('list ', 'package ', 'unit ', 'master')):
+                owners.setdefault(item, []).append(role)
+    assert not dict((k, v) for k, v in owners.items() if len(v) > 1)

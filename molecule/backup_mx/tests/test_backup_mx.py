@@ -5,7 +5,8 @@
 """Backup MX converged by playbooks/backup_mx.yml with the example inventory's settings.
 
 With the primary down, mail for example.com is accepted and queued on the backup; after the
-primary is back and the queue is flushed, it arrives at the primary. Unknown users are rejected
+primary is back and the queue is flushed, it arrives at the primary (the Debian 13 backup
+delivers to its primary's port 2526: backup_mx_primary_port). Unknown users are rejected
 at RCPT time. From the primary's container (a client outside the backup's mynetworks) relaying
 to a foreign domain is refused, a sender domain that does not exist in DNS is refused, and
 STARTTLS presents the tls role's certificate.
@@ -13,11 +14,12 @@ STARTTLS presents the tls role's certificate.
 
 import ipaddress
 import json
-import time
+import re
 import uuid
 
 import pytest
 import testinfra
+from molecule_helpers import wait_until as wait
 
 SENDER = "remitente@externo.example"
 
@@ -57,13 +59,8 @@ def queued(host, token):
     return entries
 
 
-def wait(predicate, timeout=60, step=1):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
+def primary_port(backup):
+    return 2526 if backup.backend.get_hostname().endswith('trixie') else 25
 
 
 def test_main_cf(backup, primary):
@@ -71,7 +68,10 @@ def test_main_cf(backup, primary):
     assert backup.check_output("postconf -h relay_domains") == "example.com"
     assert backup.check_output("postconf -h relay_recipient_maps") == "hash:/etc/postfix/relay_recipients"
     assert backup.check_output("postconf -h maximal_queue_lifetime") == "10d"
-    assert backup.check_output("postconf -h relay_transport") == "relay:[%s]" % primary.check_output("hostname")
+    nexthop = "[%s]" % primary.check_output("hostname")
+    if primary_port(backup) != 25:
+        nexthop += ":%d" % primary_port(backup)
+    assert backup.check_output("postconf -h relay_transport") == "relay:" + nexthop
     for address in ("ana@example.com", "postmaster@example.com"):
         assert backup.check_output("postmap -q %s hash:/etc/postfix/relay_recipients" % address) == "OK"
 
@@ -150,5 +150,9 @@ def test_queued_while_primary_down_then_delivered(backup, primary):
     assert wait(lambda: backup.run("postqueue -f").rc == 0 and primary.run("grep -qF %s /var/mail/ana" % token).rc == 0,
                 timeout=90, step=5), backup.run("postqueue -p; tail -n 20 /var/log/mail.log").stdout
     assert wait(lambda: not queued(backup, token), timeout=30)
-    # Delivered exactly once.
+    # Delivered exactly once, to the primary's port.
     assert primary.check_output("grep -cF 'Subject: %s' /var/mail/ana" % token) == "1"
+    sent = [line for line in backup.check_output("grep -F 'to=<ana@example.com>' /var/log/mail.log").splitlines()
+            if "status=sent" in line]
+    relay = r"relay=%s\[[0-9.]+\]:%d," % (re.escape(primary.check_output("hostname")), primary_port(backup))
+    assert sent and all(re.search(relay, line) for line in sent), sent

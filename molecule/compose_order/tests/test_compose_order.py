@@ -2,9 +2,16 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""base, anti_relay and postgrey compose the same restriction lists in any order."""
+"""base, anti_relay and postgrey compose the same restriction lists in any order.
+
+After the side effect, postgrey runs on another port on the "a" hosts and is removed
+(postgrey_state: absent) on the "b" hosts: only postgrey's own items changed, and over SMTP a new
+(client, sender, recipient) from outside mynetworks is greylisted on an "a" host, accepted on a
+"b" host.
+"""
 
 import json
+import uuid
 
 import testinfra
 
@@ -42,10 +49,14 @@ def at_converge(host):
     return json.loads(host.file('/root/compose-order-converge.json').content_string)
 
 
+def removed(host):
+    """The "b" hosts, where the side effect removed postgrey."""
+    return '-b-' in name_of(host)
+
+
 def test_same_lists_whatever_the_order(host):
     mine, theirs = at_converge(host), at_converge(peer_of(host))
     assert mine == theirs
-    assert current(host) == current(peer_of(host))
 
 
 def test_recipient_list_in_safe_order(host):
@@ -76,12 +87,54 @@ def test_rerunning_one_role_drops_only_its_own_items(host):
         if name != 'smtpd_recipient_restrictions':
             assert after[name] == before[name], name
     old, new = items(before['smtpd_recipient_restrictions']), items(after['smtpd_recipient_restrictions'])
-    # postgrey's policy check moved; everything else (owned by anti_relay) stayed, in order.
     assert OLD_POLICY not in new
-    assert new[-1] == NEW_POLICY
-    assert [item for item in old if item != OLD_POLICY] == new[:-1]
+    if removed(host):
+        # postgrey_state: absent: its policy check left; everything else (anti_relay's, base's) stayed, in order.
+        assert NEW_POLICY not in new
+        assert [item for item in old if item != OLD_POLICY] == new
+    else:
+        # postgrey's policy check moved; everything else (owned by anti_relay) stayed, in order.
+        assert new[-1] == NEW_POLICY
+        assert [item for item in old if item != OLD_POLICY] == new[:-1]
+
+
+def test_same_lists_but_postgrey(host):
+    """After the side effect the two hosts of a distribution differ only by postgrey's policy check."""
+    mine, theirs = current(host), current(peer_of(host))
+    for name in LISTS:
+        strip = [i for i in items(mine[name]) if i != NEW_POLICY]
+        assert strip == [i for i in items(theirs[name]) if i != NEW_POLICY], name
 
 
 def test_postgrey_follows_the_side_effect(host):
-    assert host.socket('tcp://127.0.0.1:10030').is_listening
-    assert host.service('postgrey').is_running
+    if removed(host):
+        assert not host.service('postgrey').is_running
+        assert not host.socket('tcp://127.0.0.1:10023').is_listening
+        assert not host.socket('tcp://127.0.0.1:10030').is_listening
+        # The package stays (the role's documented behaviour).
+        assert host.package('postgrey').is_installed
+    else:
+        assert host.socket('tcp://127.0.0.1:10030').is_listening
+        assert host.service('postgrey').is_running
+
+
+# Runs on the host: MAIL FROM:<> (no sender domain to look up) and RCPT from the given address; prints the reply.
+RCPT = r"""
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], 25, timeout=30)
+s.ehlo('client.example.test')
+s.docmd('MAIL FROM:<>')
+code, text = s.docmd('RCPT TO:<%s>' % sys.argv[2])
+print(code, text.decode())
+s.quit()
+"""
+
+
+def test_greylisting_follows_postgrey_state(host):
+    """A new triplet from outside mynetworks (the host's own eth0 address): 450 where postgrey runs, 250 where it was removed."""
+    eth0 = host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+    reply = host.check_output('python3 -c %s %s %s', RCPT, eth0, 'root+%s@mail.example.test' % uuid.uuid4().hex[:8])
+    if removed(host):
+        assert reply.startswith('250 '), reply
+    else:
+        assert reply.startswith('450 ') and 'Greylisted' in reply, reply

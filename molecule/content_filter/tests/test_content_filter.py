@@ -2,15 +2,20 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Content checks, amavisd-new, ClamAV and SpamAssassin proved over SMTP."""
+"""Content checks, amavisd-new, ClamAV and SpamAssassin proved over SMTP.
+
+Every test stands alone: the one that stops clamd starts it again and waits until it answers, and
+the tests that need clamd wait for it too. A message that must not reach the mailbox is checked
+once it has left the queue for good.
+"""
 
 import base64
 import json
 import re
-import time
 import uuid
 
 import pytest
+from molecule_helpers import left_queue, wait_until
 
 RCPT = 'alice@mail.example.test'
 # The EICAR anti-virus test file and the GTUBE anti-spam test string, kept apart so that this file
@@ -56,13 +61,30 @@ def multipart(subject, part_headers):
             + part_headers + '\n\nAAAA\n--XX--\n')
 
 
+def mailbox(host):
+    mbox = host.file('/var/mail/alice')
+    return mbox.content_string if mbox.exists else ''
+
+
 def wait_for_mailbox(host, text, timeout=60):
-    for dummy in range(timeout):
-        mbox = host.file('/var/mail/alice')
-        if mbox.exists and text in mbox.content_string:
-            return mbox.content_string
-        time.sleep(1)
-    raise AssertionError('%r did not reach /var/mail/alice' % text)
+    return wait_until(lambda: text in mailbox(host) and mailbox(host), timeout,
+                      what='%r reaching /var/mail/alice' % text)
+
+
+def clamd_answers(host):
+    return host.run('clamdscan --no-summary /etc/hostname').rc == 0
+
+
+@pytest.fixture
+def clamd(host):
+    """clamd answering (another test stops it for a moment and starts it again)."""
+    wait_until(lambda: clamd_answers(host), 180, step=2, what='clamd answering')
+    return host
+
+
+def amavis_port(host):
+    """amavisd-new's port: the default on Debian 12, content_filter_amavis_port on Debian 13."""
+    return 10034 if host.backend.get_hostname().endswith('trixie') else 10024
 
 
 def test_parameters(host):
@@ -70,19 +92,30 @@ def test_parameters(host):
     assert 'header_checks = pcre:/etc/postfix/header_checks' in conf
     assert 'mime_header_checks = pcre:/etc/postfix/mime_header_checks' in conf
     assert 'body_checks = pcre:/etc/postfix/body_checks' in conf
-    assert 'content_filter = smtp-amavis:[127.0.0.1]:10024' in conf
+    assert 'content_filter = smtp-amavis:[127.0.0.1]:%d' % amavis_port(host) in conf
+
+
+def trixie(host):
+    """content_filter-trixie: other ports, maxproc and re-injection override (see molecule.yml)."""
+    return host.backend.get_hostname().endswith('trixie')
+
+
+def reinject(host):
+    """amavisd-new's way back into Postfix: the re-injection listener's address and port."""
+    return ('127.0.0.2', 10035) if trixie(host) else ('127.0.0.1', 10025)
 
 
 def test_master_services(host):
     amavis = host.check_output('postconf -M smtp-amavis/unix').split()
-    assert amavis[:8] == ['smtp-amavis', 'unix', '-', '-', 'n', '-', '2', 'smtp']
+    assert amavis[:8] == ['smtp-amavis', 'unix', '-', '-', 'n', '-', '3' if trixie(host) else '2', 'smtp']
     overrides = host.check_output('postconf -P smtp-amavis/unix')
     assert 'smtp-amavis/unix/smtp_data_done_timeout = 1200' in overrides
     assert 'smtp-amavis/unix/smtp_send_xforward_command = yes' in overrides
-    reinject = host.check_output("postconf -M '127.0.0.1:10025/inet'").split()
-    # Twice as many processes as amavisd-new has children (2): never at its process limit.
-    assert reinject[:8] == ['127.0.0.1:10025', 'inet', 'n', '-', 'n', '-', '4', 'smtpd']
-    overrides = host.check_output("postconf -P '127.0.0.1:10025/inet'").splitlines()
+    service = '%s:%d' % reinject(host)
+    listener = host.check_output("postconf -M '%s/inet'" % service).split()
+    # Twice as many processes as amavisd-new has children (content_filter_amavis_maxproc): never at its limit.
+    assert listener[:8] == [service, 'inet', 'n', '-', 'n', '-', '6' if trixie(host) else '4', 'smtpd']
+    overrides = host.check_output("postconf -P '%s/inet'" % service).splitlines()
     expected = {
         'content_filter': '', 'local_recipient_maps': '', 'relay_recipient_maps': '',
         'smtpd_restriction_classes': '', 'smtpd_client_restrictions': '',
@@ -96,6 +129,8 @@ def test_master_services(host):
         'smtpd_authorized_xforward_hosts': '127.0.0.0/8',
         'smtpd_client_connection_count_limit': '0', 'smtpd_client_connection_rate_limit': '0',
     }
+    if trixie(host):
+        expected['smtpd_client_connection_count_limit'] = '10'
     found = {}
     for line in overrides:
         name, dummy, value = line.partition('=')
@@ -106,8 +141,8 @@ def test_master_services(host):
 def test_amavis_and_reinjection_listening(host):
     assert host.service('amavis').is_running
     assert host.service('amavis').is_enabled
-    assert host.socket('tcp://127.0.0.1:10024').is_listening
-    assert host.socket('tcp://127.0.0.1:10025').is_listening
+    assert host.socket('tcp://127.0.0.1:%d' % amavis_port(host)).is_listening
+    assert host.socket('tcp://%s:%d' % reinject(host)).is_listening
     conf = host.file('/etc/amavis/conf.d/40-estafeta_postfix').content_string
     assert '$myhostname = "mail.example.test";' in conf
     # As many amavisd-new children as Postfix opens connections to it (smtp-amavis maxproc 2).
@@ -152,6 +187,17 @@ def test_guide_body_rule(host):
     assert result['code'] in (550, 554), result
 
 
+def test_own_body_rule_with_text(host):
+    """content_filter_body_checks: the scenario's own rule, after the guide's, with its text."""
+    assert host.check_output('postmap -q "estafeta forbidden body line" pcre:/etc/postfix/body_checks') == \
+        'REJECT Body refused by the estafeta test'
+    result = send(host, headers('body %s' % uuid.uuid4().hex) + '\nfirst line\nestafeta forbidden body line\n')
+    assert result['code'] in (550, 554), result
+    assert 'Body refused by the estafeta test' in result['msg'], result
+    # Control: the same message without that line is accepted.
+    assert send(host, headers('body %s' % uuid.uuid4().hex) + '\nfirst line\nan allowed body line\n')['code'] == 250
+
+
 def queue_id(result):
     match = re.search(r'queued as ([0-9A-Za-z]+)', result['msg'])
     assert match, result
@@ -160,23 +206,22 @@ def queue_id(result):
 
 def filtered(host, qid, timeout=90):
     """Postfix's log line of the hand-over of message qid to amavisd-new (once it is done)."""
-    for dummy in range(timeout):
-        for line in host.file('/var/log/mail.log').content_string.splitlines():
-            if ' %s: ' % qid in line and 'relay=127.0.0.1[127.0.0.1]:10024' in line and 'status=' in line:
-                return line
-        time.sleep(1)
-    raise AssertionError('message %s was not handed to amavisd-new' % qid)
+    def line():
+        for candidate in host.file('/var/log/mail.log').content_string.splitlines():
+            if ' %s: ' % qid in candidate and 'relay=127.0.0.1[127.0.0.1]:%d' % amavis_port(host) in candidate \
+                    and 'status=' in candidate:
+                return candidate
+        return None
+    return wait_until(line, timeout, step=1, what='message %s handed to amavisd-new' % qid)
 
 
 def amavis_log(host, qid, timeout=30):
     """amavisd-new's summary line of message qid (journal: amavisd-new logs through syslog)."""
-    for dummy in range(timeout):
+    def line():
         out = host.check_output('journalctl -q -o cat -t amavis --no-pager')
-        lines = [line for line in out.splitlines() if 'Queue-ID: %s,' % qid in line]
-        if lines:
-            return lines[-1]
-        time.sleep(1)
-    raise AssertionError('no amavisd-new log line for %s' % qid)
+        lines = [candidate for candidate in out.splitlines() if 'Queue-ID: %s,' % qid in candidate]
+        return lines[-1] if lines else None
+    return wait_until(line, timeout, step=1, what='the amavisd-new log line of %s' % qid)
 
 
 def mailbox_message(mbox, subject):
@@ -191,20 +236,23 @@ def destiny(host, kind):
                                             {'virus': 'discard', 'spam': 'pass'}[kind])
 
 
-def test_clean_message_passes_amavis_and_reaches_mailbox(host):
+def test_clean_message_passes_amavis_and_reaches_mailbox(host, clamd):
     subject = 'clean %s' % uuid.uuid4().hex
     part = 'Content-Type: text/plain; name="notes.txt"'
     result = send(host, multipart(subject, part))
     assert result['code'] == 250, result
     message = mailbox_message(wait_for_mailbox(host, subject), subject)
     headers_part = message[message.index('Return-Path'):message.index('Subject: %s' % subject)]
-    # amavisd-new's own Received line, then the re-injection through 127.0.0.1:10025.
-    assert '(amavis, port 10024)' in headers_part
-    assert headers_part.index('by mail.example.test (Postfix)') < headers_part.index('(amavis, port 10024)')
+    # amavisd-new's own Received line, then the re-injection through the re-injection listener.
+    amavis = '(amavis, port %d)' % amavis_port(host)
+    assert amavis in headers_part
+    assert headers_part.index('by mail.example.test (Postfix)') < headers_part.index(amavis)
     # The virus checks ran (amavisd-new adds this header only then) and found nothing.
     assert 'X-Virus-Scanned: Debian amavis at' in message
     qid = queue_id(result)
-    assert 'status=sent' in filtered(host, qid)
+    line = filtered(host, qid)
+    # amavisd-new handed the message back through the re-injection listener's port.
+    assert 'status=sent' in line and 'from MTA(smtp:[%s]:%d)' % reinject(host) in line, line
     assert 'Passed CLEAN' in amavis_log(host, qid)
 
 
@@ -294,7 +342,7 @@ def test_clamav_runs_with_the_local_signatures_only(host):
     assert 'amavis' in host.user('clamav').groups
 
 
-def test_clamd_finds_eicar(host):
+def test_clamd_finds_eicar(host, clamd):
     path = '/tmp/estafeta-eicar-%s' % uuid.uuid4().hex
     host.check_output("python3 -c 'import base64, sys; open(sys.argv[1], \"wb\").write(base64.b64decode(sys.argv[2]))' %s %s"
                       % (path, base64.b64encode(EICAR.encode()).decode()))
@@ -310,7 +358,7 @@ def test_clamd_finds_eicar(host):
         host.run('rm -f %s' % path)
 
 
-def test_eicar_attachment_is_blocked(host):
+def test_eicar_attachment_is_blocked(host, clamd):
     subject = 'eicar %s' % uuid.uuid4().hex
     body = base64.b64encode(EICAR.encode()).decode()
     # Not eicar.com: the guide's attachment rules refuse .com names before amavisd-new is asked.
@@ -342,8 +390,9 @@ def test_eicar_attachment_is_blocked(host):
     clamd_log = host.file('/var/log/clamav/clamav.log').content_string
     assert re.search(r'/var/lib/amavis/tmp/\S+: Eicar-Test-Signature\.UNOFFICIAL\S* FOUND', clamd_log)
     assert 'av-scanner FAILED' not in host.check_output('journalctl -q -o cat -t amavis --no-pager')
-    time.sleep(2)
-    assert subject not in host.file('/var/mail/alice').content_string
+    # Gone from the queue for good (discarded or bounced): it can no longer reach the mailbox.
+    left_queue(host, qid)
+    assert subject not in mailbox(host)
 
 
 def test_gtube_is_spam(host):
@@ -362,14 +411,14 @@ def test_gtube_is_spam(host):
     else:
         assert 'Blocked SPAM' in amavis, amavis
         assert 'status=sent (250 2.7.0 Ok, discarded' in line, line
-        time.sleep(2)
-        assert subject not in host.file('/var/mail/alice').content_string
+        left_queue(host, qid)
+        assert subject not in mailbox(host)
 
 
-def test_no_virus_scanner_answering(host):
+def test_no_virus_scanner_answering(host, clamd):
     """clamd stopped, and the clamscan backup without signatures: defer (the message waits in the
-    queue and is delivered once clamd is back) or pass (delivered unchecked). Runs last: it stops
-    clamd for a moment."""
+    queue and is delivered once clamd is back) or pass (delivered unchecked). clamd is started
+    again, and answers, before the test ends."""
     failure = host.ansible.get_variables().get('content_filter_amavis_virus_scanner_failure', 'defer')
     hdb = '/var/lib/clamav/estafeta-test.hdb'
     subject = 'unscanned %s' % uuid.uuid4().hex
@@ -390,6 +439,7 @@ def test_no_virus_scanner_answering(host):
     finally:
         host.run('mv %s.off %s' % (hdb, hdb))
         host.run('systemctl start clamav-daemon.socket clamav-daemon.service')
+        wait_until(lambda: clamd_answers(host), 180, step=2, what='clamd answering again')
     if failure == 'defer':
         host.check_output('postqueue -i %s' % qid)
         message = mailbox_message(wait_for_mailbox(host, subject), subject)

@@ -9,4 +9,4 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', '..', 'tests'))
 
-from molecule_reliability import case, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import
+from molecule_reliability import case, pytest_collection_finish, pytest_runtest_logreport, pytest_sessionfinish  # noqa: E402,F401 pylint: disable=wrong-import-position,unused-import

@@ -4,24 +4,33 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Null clients converged by playbooks/null_client.yml with the example inventory's settings.
 
-Mail goes through the relay, authenticated and over TLS; a wrong password keeps it queued. The
-tls role's certificate is the one the client's own SMTP server presents, and the example's
-null client listens on the loopback only.
+Mail goes through the relay, authenticated and over TLS; a wrong password, or SASL security
+options that exclude every mechanism the relay offers, keep it queued. The Debian 13 client
+finds the relay through an MX record (smarthost_mx_lookup), the Debian 12 client may only use
+the LOGIN mechanism (smarthost_sasl_mechanism_filter). The tls role's certificate is the one the
+client's own SMTP server presents, and the example's null client listens on the loopback only.
 
-Runs on every client (group null_clients); the relay is reached as a second testinfra host.
+Runs on every client (group null_clients); the relay is reached as a second testinfra host. What
+the relay logged about a message is found through the relay's queue id in the message's
+Received header, so two clients sending at once cannot be mistaken for each other.
 """
 
 import json
 import os
 import re
-import subprocess
 import time
 import uuid
 
 import pytest
 import testinfra
+from molecule_helpers import log_lines, run_playbook, wait_until
 
 RELAY = testinfra.get_host('docker://smarthost-relay')
+# Clients whose mail must stay queued, and why.
+STUCK = {
+    'smarthost-badpw': 'SASL authentication failed',
+    'smarthost-noplain': 'no mechanism available',
+}
 
 
 @pytest.fixture(autouse=True)
@@ -31,23 +40,26 @@ def clients_only(host):
         pytest.skip('the relay is examined through the clients')
 
 
-def is_bad_client(host):
-    return host.backend.get_hostname() == 'smarthost-badpw'
+@pytest.fixture
+def delivering(host):
+    """The clients whose mail reaches the relay."""
+    if host.backend.get_hostname() in STUCK:
+        pytest.skip('this client cannot authenticate to the relay (%s)' % STUCK[host.backend.get_hostname()])
+    return host
+
+
+@pytest.fixture
+def stuck(host):
+    """The clients whose mail must stay queued."""
+    if host.backend.get_hostname() not in STUCK:
+        pytest.skip('this client authenticates to the relay')
+    return STUCK[host.backend.get_hostname()]
 
 
 def send(host, sender, token):
     cmd = host.run("printf 'Subject: %s\\nFrom: %s\\n\\nbody %s\\n' | /usr/sbin/sendmail -f %s bob@relay.example.test",
                    token, sender, token, sender)
     assert cmd.rc == 0, cmd.stderr
-
-
-def wait(predicate, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(2)
-    return False
 
 
 def client_name(host):
@@ -79,18 +91,50 @@ def expected_policy(host):
     return 'encrypt protocols=>=TLSv1.2'
 
 
+def relay_session(message):
+    """The relay's log line that names the client and its SASL login for this message (by its queue id)."""
+    match = re.search(r'by relay\.example\.test \(Postfix\) with (\w+) id ([0-9A-Za-z]+)', message)
+    assert match, message[:2000]
+    lines = log_lines(RELAY, r'postfix/submission/smtpd\[[0-9]+\]: %s: client=' % match.group(2))
+    assert len(lines) == 1, lines
+    return match.group(1), lines[0]
+
+
+def delivered(host, sender):
+    """Send a message from ``sender``; returns (the relay's protocol, its client line) once it arrived."""
+    token = 'smarthost-%s' % uuid.uuid4().hex
+    send(host, sender, token)
+    assert wait_until(lambda: relay_message(token), 60), host.run('tail -20 /var/log/mail.log').stdout
+    return relay_session(relay_message(token)), token
+
+
+def tables(host):
+    """(password, TLS policy, sender relay) tables: at other paths on the client with the wrong password."""
+    if host.backend.get_hostname() == 'smarthost-badpw':
+        return '/etc/postfix/relay_passwords', '/etc/postfix/relay_tls', '/etc/postfix/relay_senders'
+    return '/etc/postfix/sasl_passwd', '/etc/postfix/smarthost_tls_policy', '/etc/postfix/sender_relayhost'
+
+
 def test_main_cf(host):
-    assert host.check_output('postconf -h relayhost') == '[relay.example.test]:587'
+    trixie = host.backend.get_hostname() == 'smarthost-trixie'
+    passwords, policy, senders = tables(host)
+    relayhost = 'relays.example.test:587' if trixie else '[relay.example.test]:587'
+    assert host.check_output('postconf -h relayhost') == relayhost
     assert host.check_output('postconf -h smtp_sasl_auth_enable') == 'yes'
+    assert host.check_output('postconf -h smtp_sasl_password_maps') == 'hash:' + passwords
+    assert host.check_output('postconf -h smtp_tls_policy_maps') == 'hash:' + policy
+    assert host.check_output('postconf -h sender_dependent_relayhost_maps') == 'hash:' + senders
     assert host.check_output('postconf -h smtp_sender_dependent_authentication') == 'yes'
     # No plaintext mechanism without TLS; PLAIN and LOGIN inside TLS.
     assert host.check_output('postconf -h smtp_sasl_security_options') == 'noplaintext, noanonymous'
-    assert host.check_output('postconf -h smtp_sasl_tls_security_options') == 'noanonymous'
+    noplain = host.backend.get_hostname() == 'smarthost-noplain'
+    assert host.check_output('postconf -h smtp_sasl_tls_security_options') == \
+        ('noanonymous, noplaintext' if noplain else 'noanonymous')
     # The global client TLS level is untouched; the relay gets its level through the policy table.
     assert host.check_output('postconf -h smtp_tls_security_level') == 'may'
-    for relay in ('[relay.example.test]:587', '[relay.example.test]:2526'):
-        assert host.check_output('postmap -q "%s" hash:/etc/postfix/smarthost_tls_policy' % relay) == expected_policy(host)
-    assert host.check_output('postmap -q @alt.example.test hash:/etc/postfix/sender_relayhost') == '[relay.example.test]:587'
+    for relay in (relayhost, '[relay.example.test]:2526'):
+        assert host.check_output('postmap -q "%s" hash:%s' % (relay, policy)) == expected_policy(host)
+    assert host.check_output('postmap -q @alt.example.test hash:%s', senders) == '[relay.example.test]:587'
     if host.backend.get_hostname() == 'smarthost-bookworm':
         assert host.check_output('postconf -h smtp_tls_CAfile') == '/etc/postfix/smarthost_tls_ca.pem'
         assert host.file('/etc/postfix/smarthost_tls_ca.pem').content_string.strip() == \
@@ -98,10 +142,13 @@ def test_main_cf(host):
     else:
         assert host.check_output('postconf -h smtp_tls_CAfile') == ''
         assert not host.file('/etc/postfix/smarthost_tls_ca.pem').exists
+    # smarthost_params, on the client with the wrong password.
+    badpw = host.backend.get_hostname() == 'smarthost-badpw'
+    assert host.check_output('postconf -h smtp_connect_timeout') == ('15s' if badpw else '30s')
 
 
 def test_password_table_protected(host):
-    for path in ('/etc/postfix/sasl_passwd', '/etc/postfix/sasl_passwd.db'):
+    for path in (tables(host)[0], tables(host)[0] + '.db'):
         table = host.file(path)
         assert table.exists
         assert table.user == 'root'
@@ -112,18 +159,14 @@ def test_sasl_client_modules_installed(host):
     assert host.package('libsasl2-modules').is_installed
 
 
-def test_mail_arrives_authenticated_over_tls(host):
-    if is_bad_client(host):
-        return
-    token = 'smarthost-%s' % uuid.uuid4().hex
-    send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
-    assert wait(lambda: relay_message(token)), host.run('tail -20 /var/log/mail.log').stdout
-    message = relay_message(token)
-    # Authenticated (ESMTPSA: ESMTP + TLS + SASL) and over TLS, as the relay's Received header says.
-    assert 'with ESMTPSA' in message
-    log = RELAY.file('/var/log/mail.log').content_string
-    assert 'sasl_username=relayuser@relay.example.test' in log
-    assert 'TLS connection established from' in log
+def test_mail_arrives_authenticated_over_tls(delivering):
+    host = delivering
+    (protocol, session), dummy = delivered(host, 'root@%s' % host.check_output('postconf -h myhostname'))
+    # Authenticated (ESMTPSA: ESMTP + TLS + SASL) and over TLS, as the relay's Received header says,
+    # by this client, with the relay account.
+    assert protocol == 'ESMTPSA'
+    assert re.search(r'client=[^,]*\[%s\]' % re.escape(own_address(host)), session), session
+    assert 'sasl_username=relayuser@relay.example.test' in session, session
     client_log = host.file('/var/log/mail.log').content_string
     assert 'relay=relay.example.test' in client_log
     # The client side of that TLS session, as the tls role's smtp_tls_loglevel reports it: verified where the
@@ -133,32 +176,61 @@ def test_mail_arrives_authenticated_over_tls(host):
                      client_log), [line for line in client_log.splitlines() if 'TLS' in line][-5:]
 
 
-def test_sender_dependent_credentials(host):
-    if is_bad_client(host):
-        return
-    token = 'sender-%s' % uuid.uuid4().hex
-    send(host, 'someone@alt.example.test', token)
-    assert wait(lambda: relay_message(token)), host.run('tail -20 /var/log/mail.log').stdout
-    assert 'with ESMTPSA' in relay_message(token)
-    assert 'sasl_username=altuser@relay.example.test' in RELAY.file('/var/log/mail.log').content_string
+def own_address(host):
+    return host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
 
 
-def test_wrong_password_keeps_mail_queued(host):
-    if not is_bad_client(host):
-        return
-    token = 'badpw-%s' % uuid.uuid4().hex
+def test_sender_dependent_credentials(delivering):
+    (protocol, session), dummy = delivered(delivering, 'someone@alt.example.test')
+    assert protocol == 'ESMTPSA'
+    assert re.search(r'client=[^,]*\[%s\]' % re.escape(own_address(delivering)), session), session
+    assert 'sasl_username=altuser@relay.example.test' in session, session
+
+
+def test_mechanism_filter(delivering):
+    """smarthost_sasl_mechanism_filter: [login] on the Debian 12 client; the others take PLAIN, the relay's first."""
+    host = delivering
+    (dummy, session), dummy2 = delivered(host, 'root@%s' % host.check_output('postconf -h myhostname'))
+    if host.backend.get_hostname() == 'smarthost-bookworm':
+        assert host.check_output('postconf -h smtp_sasl_mechanism_filter') == 'login'
+        assert 'sasl_method=LOGIN' in session, session
+    else:
+        assert host.check_output('postconf -h smtp_sasl_mechanism_filter') == ''
+        assert 'sasl_method=PLAIN' in session, session
+
+
+def test_relay_found_by_mx_lookup(host):
+    """smarthost_mx_lookup on the Debian 13 client: relays.example.test has an MX record and no address."""
+    if host.backend.get_hostname() != 'smarthost-trixie':
+        pytest.skip('only the Debian 13 client looks the relay up by MX')
+    assert host.run('getent hosts relays.example.test').rc != 0, 'relays.example.test must have no address'
+    token = 'mx-%s' % uuid.uuid4().hex
+    send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
+    assert wait_until(lambda: relay_message(token), 60), host.run('tail -20 /var/log/mail.log').stdout
+    # The client delivered to the MX host of the relayhost name, on the relayhost's port.
+    sent = wait_until(lambda: [line for line in log_lines(host, r'postfix/smtp\[[0-9]+\]: [0-9A-F]+: to=<bob@relay'
+                                                                r'\.example\.test>.*status=sent')
+                               if 'relay=relay.example.test[' in line and ']:587' in line], 30)
+    assert sent, host.run('tail -20 /var/log/mail.log').stdout
+
+
+def test_stuck_client_keeps_mail_queued(host, stuck):
+    token = 'stuck-%s' % uuid.uuid4().hex
     send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
 
-    def deferred():
-        return 'SASL authentication failed' in host.file('/var/log/mail.log').content_string
+    def reasons():
+        queue = [json.loads(line) for line in host.check_output('postqueue -j').splitlines() if line]
+        return [rcpt.get('delay_reason', '') for msg in queue for rcpt in msg['recipients']
+                if stuck in rcpt.get('delay_reason', '')]
 
-    assert wait(deferred), host.run('tail -20 /var/log/mail.log').stdout
-    queue = [json.loads(line) for line in host.check_output('postqueue -j').splitlines() if line]
-    assert queue, 'the message left the queue'
-    reasons = [rcpt.get('delay_reason', '') for msg in queue for rcpt in msg['recipients']]
-    assert any('SASL authentication failed' in reason for reason in reasons), reasons
+    # The delivery attempt is over (the message is deferred, with the reason) before anything is checked.
+    assert wait_until(reasons, 60), host.run('tail -20 /var/log/mail.log').stdout
     assert 'bob@relay.example.test' in host.check_output('mailq')
     assert not relay_message(token)
+    if host.backend.get_hostname() == 'smarthost-noplain':
+        # The password is right: the client refused every mechanism the relay offers, so it never sent AUTH.
+        assert host.check_output('postconf -h smtp_sasl_tls_security_options') == 'noanonymous, noplaintext'
+        assert not log_lines(RELAY, r'SASL [A-Z]+ authentication failed.*\[%s\]' % re.escape(own_address(host)))
 
 
 def test_password_not_in_logs(host):
@@ -227,7 +299,7 @@ def test_relay_speaking_tls_1_1_refused(host):
     token = 'legacy-%s' % uuid.uuid4().hex
     logins = sasl_logins(host)
     send(host, 'someone@legacy-tls.example.test', token)
-    assert wait(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
+    assert wait_until(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
     reasons = queue_reasons(host, token)
     assert all('TLS' in reason for reason in reasons), reasons
     assert not relay_message(token)
@@ -244,11 +316,8 @@ SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def converge(*args):
-    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
-    proc = subprocess.run(['ansible-playbook', '-i', env['MOLECULE_INVENTORY_FILE'], os.path.join(SCENARIO_DIR, 'converge.yml'),
-                           '--limit', 'smarthost-relay,smarthost-trixie'] + list(args),
-                          capture_output=True, text=True, env=env, timeout=900, check=False)
-    return proc.returncode, proc.stdout + proc.stderr
+    run = run_playbook(os.path.join(SCENARIO_DIR, 'converge.yml'), '--limit', 'smarthost-relay,smarthost-trixie', *args)
+    return run['rc'], run['out']
 
 
 def test_wrong_fingerprint_keeps_mail_and_password(host):
@@ -259,12 +328,12 @@ def test_wrong_fingerprint_keeps_mail_and_password(host):
     rc, out = converge('-e', json.dumps({'smarthost_tls_fingerprints': [wrong]}))
     assert rc == 0, out[-3000:]
     try:
-        assert host.check_output('postmap -q "[relay.example.test]:587" hash:/etc/postfix/smarthost_tls_policy') == \
+        assert host.check_output('postmap -q "relays.example.test:587" hash:/etc/postfix/smarthost_tls_policy') == \
             'fingerprint protocols=>=TLSv1.2 match=%s' % wrong
         token = 'pinned-%s' % uuid.uuid4().hex
         logins = sasl_logins(host)
         send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
-        assert wait(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
+        assert wait_until(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
         reasons = queue_reasons(host, token)
         assert all('certificate' in reason.lower() for reason in reasons), reasons
         assert sasl_logins(host) == logins
@@ -274,4 +343,4 @@ def test_wrong_fingerprint_keeps_mail_and_password(host):
         assert rc == 0, out[-3000:]
     # With the right fingerprint again, the queued message goes out.
     host.run('postqueue -f')
-    assert wait(lambda: relay_message(token), 90)
+    assert wait_until(lambda: relay_message(token), 90)

@@ -7,7 +7,7 @@
 Every test calls ``case(ID, WHAT)`` first, then ``case.message(TEXT)`` with the error message it
 got or ``case.evidence(TEXT)`` with what it observed. When ``ESTAFETA_RELIABILITY_JSON`` names a
 file, the outcome of every case is written there as JSON at the end of the run (also under
-pytest-xdist).
+pytest-xdist). A case passes only when its call phase passed (see ``record_report``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -182,10 +182,14 @@ def conf(template, tmp_path, case):
 
 # ---------------------------------------------------------------- report hooks
 
-def pytest_runtest_logreport(report):
-    if 'reliability' not in report.nodeid:
-        return
-    entry = _RESULTS.setdefault(report.nodeid, {'nodeid': report.nodeid, 'outcome': 'passed', 'props': []})
+def record_report(results, report):
+    """Fold one phase report into ``results`` (node id -> entry).
+
+    A case passes only when its call phase passed and no phase failed: a case whose test started
+    but did not reach the end of its call phase (an interrupted run) keeps the outcome None and is
+    written as failed ("did not finish").
+    """
+    entry = results.setdefault(report.nodeid, {'nodeid': report.nodeid, 'outcome': None, 'props': []})
     for key, value in report.user_properties:
         if (key, value) not in entry['props']:
             entry['props'].append((key, value))
@@ -198,14 +202,21 @@ def pytest_runtest_logreport(report):
         entry['outcome'] = 'skipped'
         longrepr = report.longrepr
         entry['failure'] = Case(None).clean(longrepr[2] if isinstance(longrepr, tuple) else longrepr)[:300]
+    elif report.when == 'call' and report.passed and entry['outcome'] is None:
+        entry['outcome'] = 'passed'
+    return entry
 
 
-def pytest_sessionfinish(session):
-    path = os.environ.get(REPORT_ENV)
-    if not path or hasattr(session.config, 'workerinput'):
+def pytest_runtest_logreport(report):
+    if 'reliability' not in report.nodeid:
         return
+    record_report(_RESULTS, report)
+
+
+def case_records(results):
+    """The JSON records of the cases in ``results``."""
     cases = []
-    for entry in _RESULTS.values():
+    for entry in results.values():
         props = {}
         evidence = []
         for key, value in entry['props']:
@@ -213,8 +224,16 @@ def pytest_sessionfinish(session):
                 evidence.append({'kind': key, 'text': value})
             else:
                 props.setdefault(key, value)
+        outcome = entry['outcome'] or 'failed'
+        failure = entry.get('failure', '') or ('' if entry['outcome'] else 'did not finish: the run stopped in this case')
         cases.append({'nodeid': entry['nodeid'], 'case': props.get('case', entry['nodeid'].split('::')[-1]),
-                      'what': props.get('what', ''), 'outcome': entry['outcome'], 'evidence': evidence,
-                      'failure': entry.get('failure', '')})
+                      'what': props.get('what', ''), 'outcome': outcome, 'evidence': evidence, 'failure': failure})
+    return sorted(cases, key=lambda c: c['case'])
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get(REPORT_ENV)
+    if not path or hasattr(session.config, 'workerinput'):
+        return
     with open(path, 'w') as f:
-        json.dump(sorted(cases, key=lambda c: c['case']), f, indent=1)
+        json.dump(case_records(_RESULTS), f, indent=1)

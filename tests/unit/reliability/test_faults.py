@@ -179,7 +179,7 @@ def test_postfix_check_failure_rolls_back(conf, case, run_module):
                 'checked, rolled back')
     before = snapshot(conf)
     result = run_module(postconf_set, {'name': 'message_size_limit', 'value': 'abc', 'config_dir': conf})
-    assert result.get('failed') is True and 'postfix check failed' in result['msg'], result
+    assert result.get('failed') is True and 'Postfix refuses the new configuration' in result['msg'], result
     assert 'message_size_limit' in result['msg']
     assert snapshot(conf) == before
     case.message(result['msg'])
@@ -246,10 +246,12 @@ def test_random_kills(conf, work, case, run_module):
             assert text == contents[target]
         elif proc.returncode == 0:
             tally['finished'] += 1
-        elif text == contents[target]:
-            tally['new'] += 1
         else:
-            tally['old'] += 1
+            assert proc.returncode == -signal.SIGKILL, 'run %d ended with %d, not by the kill' % (number, proc.returncode)
+            tally['new' if text == contents[target] else 'old'] += 1
+    # The kills must have landed in runs, not only after them: a case where every run finished
+    # first would prove nothing about a kill.
+    assert tally['old'] + tally['new'] > 0, 'no kill landed while a run was working: %r' % tally
     now = snapshot(conf)
     assert now['master.cf'] == master
     strays = [n for n in now if n not in ('main.cf', 'master.cf', 'access', 'access.db', 'header_checks.pcre')]

@@ -7,8 +7,12 @@
 One ``ansible-playbook`` run (connection local, check mode as a second safety net) includes each
 role with one wrongly typed variable inside a block; the rescue records the failed task and its
 message. The play does not gather facts (a quick tagged run often does not), so a role whose
-argument defaults need facts is caught too. Each case then asserts that the failing task was the argument validation, that the
-message names the variable, and that /etc/postfix of this host did not change.
+argument defaults need facts is caught too. Each case then asserts that the failing task was the
+argument validation (or the rule check it is about), that the message names the variable, and,
+from the run's JSON record of every task (the ansible.posix.json callback), that the role ran no
+task past its checks: check mode alone would hide a role that went on, since nothing is written
+in check mode. /etc/postfix of this host is compared before and after as well (or found absent
+both times), which only counts for a run that went wrong outside check mode.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -80,7 +84,7 @@ def _playbook(cases, out_file):
         tasks.append({
             'name': 'Case %s' % case_id,
             'block': [
-                {'name': 'Include %s with a wrong %s' % (role, var),
+                {'name': 'Include %s with a wrong %s (%s)' % (role, var, case_id),
                  'ansible.builtin.include_role': {'name': 'estafeta.postfix.%s' % role},
                  'vars': case_vars},
                 {'name': 'The role went past its validation',
@@ -110,7 +114,7 @@ def role_results(tmp_path_factory):
     with open(playbook, 'w') as f:
         json.dump(_playbook(cases, out_file), f, indent=1)
     etc = '/etc/postfix'
-    before = snapshot(etc) if os.path.isdir(etc) else None
+    before = snapshot(etc) if os.path.isdir(etc) else 'absent'
     env = dict(os.environ)
     env.update({
         'ANSIBLE_COLLECTIONS_PATH': os.pathsep.join([COLLECTIONS] + [p for p in sys.path if p.endswith('site-packages')]),
@@ -120,16 +124,45 @@ def role_results(tmp_path_factory):
         'ANSIBLE_NOCOLOR': '1',
         'ANSIBLE_LOCAL_TEMP': str(work / 'tmp'),
         'ANSIBLE_PYTHON_INTERPRETER': sys.executable,
+        'ANSIBLE_STDOUT_CALLBACK': 'ansible.posix.json',
     })
     playbook_bin = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
     proc = subprocess.run([playbook_bin, '-i', 'localhost,', '--check', playbook], capture_output=True, text=True,
                           env=env, cwd=str(work), check=False)
-    after = snapshot(etc) if os.path.isdir(etc) else None
+    after = snapshot(etc) if os.path.isdir(etc) else 'absent'
     if not os.path.exists(out_file):
         pytest.fail('ansible-playbook did not finish (rc=%d): %s %s' % (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:]))
     with open(out_file) as f:
         results = json.load(f)
-    return {'results': results, 'etc_unchanged': before == after, 'output': proc.stdout}
+    return {'results': results, 'etc_unchanged': before == after, 'etc': 'absent' if after == 'absent' else 'present',
+            'ran': tasks_ran(json.loads(proc.stdout)), 'output': proc.stdout}
+
+
+# What a role may run before it stops at a check: the validation, its "end here" test and asserts.
+CHECK_ACTIONS = {'validate_argument_spec', 'assert', 'meta', 'include_role', 'set_fact', 'fail'}
+
+
+def tasks_ran(record):
+    """[(task name, action)] in the order the play ran them, from the ansible.posix.json callback's record."""
+    ran = []
+    for play in record['plays']:
+        for task in play['tasks']:
+            for result in task['hosts'].values():
+                ran.append((task['task']['name'], result.get('action', '')))
+    return ran
+
+
+def ran_in_case(ran, case_id):
+    """The tasks that ran between the include of case ``case_id`` and the end of its block."""
+    names = [name for name, dummy in ran]
+    start = [i for i, name in enumerate(names) if name.endswith('(%s)' % case_id)]
+    assert len(start) == 1, names
+    tasks = []
+    for name, action in ran[start[0] + 1:]:
+        if name in ('Record the failure', 'The role went past its validation'):
+            break
+        tasks.append((name, action))
+    return tasks
 
 
 @pytest.mark.parametrize('case_id, role, var, value, what', [pytest.param(*c, id=c[0]) for c in ROLE_CASES])
@@ -142,7 +175,18 @@ def test_wrong_role_variable(case_id, role, var, value, what, role_results, case
     expected_task = RULE_CASES.get(case_id, (None, VALIDATION_TASK))[1]
     assert result['task'].startswith(expected_task), 'the role ran past its validation: %r' % (result,)
     assert var in result['msg'], 'the message does not name %s: %s' % (var, result['msg'])
+    ran = ran_in_case(role_results['ran'], case_id)
+    own = [(name, action) for name, action in ran if name.startswith('estafeta.postfix.%s : ' % role)]
+    past = [(name, action) for name, action in own if action.split('.')[-1] not in CHECK_ACTIONS]
+    assert own and not past, 'the role ran tasks past its checks: %r' % past
     assert role_results['etc_unchanged'], '/etc/postfix changed during the run'
+    # The role's dependencies run before the role's own validation; say which did something.
+    before = sorted(set('%s (%s)' % (name.split(' : ', 1)[1], action.split('.')[-1]) for name, action in ran
+                        if ' : ' in name and not name.startswith('estafeta.postfix.%s : ' % role)
+                        and action.split('.')[-1] not in CHECK_ACTIONS))
     errors = [e for e in result.get('errors', []) if var in e] or [result['msg']]
-    case.evidence('stopped at its first task, "%s"; /etc/postfix unchanged' % result['task'].split(' - ')[0])
+    case.evidence('stopped at "%s"; the role\'s own tasks that ran: %s (none past its checks)%s; /etc/postfix %s'
+                  % (result['task'].split(' - ')[0], ', '.join(sorted(set(a.split('.')[-1] for n, a in own))),
+                     '; its dependencies ran before it: %s' % ', '.join(before) if before else '',
+                     'unchanged' if role_results['etc'] == 'present' else 'absent before and after'))
     case.message(errors[0])

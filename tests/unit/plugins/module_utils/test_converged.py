@@ -46,7 +46,7 @@ def postmap(config_dir, *args):
 
 @pytest.fixture
 def env(postfix_dir, tmp_path):
-    """A scratch Postfix configuration with a table, a shared list and a pending+committed record helper."""
+    """A scratch Postfix configuration with a table, a shared list, and a helper that records a role."""
     runner = SubprocessRunner()
     state_dir = str(tmp_path / 'state')
     table = os.path.join(postfix_dir, 'virtual')
@@ -61,11 +61,13 @@ def env(postfix_dir, tmp_path):
 
     def converge(role='base', spec=None, input_digest=INPUT):
         spec = spec if spec is not None else SPEC(postfix_dir)
-        result = converged.record(runner, state_dir, role, input_digest, spec, postfix_dir)
-        converged.commit(runner, state_dir)
-        return result
+        return converged.record(runner, state_dir, [entry(role, input_digest, spec, postfix_dir)])
 
     return {'runner': runner, 'state_dir': state_dir, 'dir': postfix_dir, 'table': table, 'converge': converge}
+
+
+def entry(role, digest, spec, config_dir):
+    return {'role': role, 'input': digest, 'spec': spec, 'config_dir': config_dir}
 
 
 def SPEC(config_dir):
@@ -77,21 +79,33 @@ def read(env):
     return converged.read(env['runner'], env['state_dir'])
 
 
-def test_record_is_pending_until_committed(env):
+def test_record_then_read(env):
     runner, state_dir = env['runner'], env['state_dir']
-    assert read(env)['records'] == {}
-    result = converged.record(runner, state_dir, 'base', INPUT, SPEC(env['dir']), env['dir'])
-    assert result['changed'] is True
-    state = read(env)
-    assert state['records'] == {} and state['pending'] == ['base']
-    assert converged.commit(runner, state_dir) == {'changed': True, 'committed': ['base'], 'stale': []}
-    state = read(env)
-    assert state['records'] == {'base': INPUT} and state['pending'] == [] and state['drifted'] == {}
-    # The same record again: nothing to write, nothing to commit.
-    assert converged.record(runner, state_dir, 'base', INPUT, SPEC(env['dir']), env['dir'])['changed'] is False
-    assert converged.commit(runner, state_dir)['changed'] is False
-    # Another input digest is a new record.
-    assert converged.record(runner, state_dir, 'base', OTHER_INPUT, SPEC(env['dir']), env['dir'])['changed'] is True
+    assert converged.read(runner, state_dir) == {'records': {}, 'drifted': {}, 'inputs': {}}
+    result = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
+    assert result['changed'] is True and result['recorded'] == ['base'] and result['warnings'] == []
+    assert result['diff']['before'] == '' and '"role": "base"' in result['diff']['after']
+    assert read(env) == {'records': {'base': INPUT}, 'drifted': {}, 'inputs': {'base': INPUT}}
+    # The same record again: nothing to write.
+    again = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
+    assert (again['changed'], again['recorded']) == (False, [])
+    # Another input digest, or another spec, is a new record.
+    assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, SPEC(env['dir']), env['dir'])])['changed']
+    assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, ['param myhostname'], env['dir'])])['changed']
+    assert read(env) == {'records': {'base': OTHER_INPUT}, 'drifted': {}, 'inputs': {'base': OTHER_INPUT}}
+
+
+def test_several_roles_at_once_and_shared_objects(env):
+    runner, state_dir = env['runner'], env['state_dir']
+    result = converged.record(runner, state_dir, [
+        entry('base', INPUT, ['param myhostname', 'list %s base' % RELAY, 'package postfix'], env['dir']),
+        entry('tls', OTHER_INPUT, ['param myhostname', 'list %s anti_relay' % RELAY, 'package postfix'], env['dir'])])
+    assert result['recorded'] == ['base', 'tls']
+    # Two roles setting one parameter is a conflict to report; shared lists and packages are not.
+    assert len(result['warnings']) == 1 and 'param myhostname is managed by base and tls' in result['warnings'][0]
+    assert read(env)['records'] == {'base': INPUT, 'tls': OTHER_INPUT}
+    with pytest.raises(PostfixError):
+        converged.record(runner, state_dir, [entry('base', INPUT, [], env['dir']), entry('base', INPUT, [], env['dir'])])
 
 
 def test_records_and_directory_are_private(env):
@@ -103,23 +117,15 @@ def test_records_and_directory_are_private(env):
 
 
 def test_check_mode_writes_nothing(env):
-    result = converged.record(env['runner'], env['state_dir'], 'base', INPUT, SPEC(env['dir']), env['dir'], check_mode=True)
-    assert result['changed'] is True
+    result = converged.record(env['runner'], env['state_dir'], [entry('base', INPUT, SPEC(env['dir']), env['dir'])],
+                              check_mode=True)
+    assert result['changed'] is True and result['recorded'] == ['base']
     assert not os.path.exists(env['state_dir'])
     env['converge']()
-    set_param(env['dir'], 'myhostname=other.example.test')
-    converged.record(env['runner'], env['state_dir'], 'base', INPUT, SPEC(env['dir']), env['dir'])
-    assert converged.commit(env['runner'], env['state_dir'], check_mode=True) == {
-        'changed': True, 'committed': ['base'], 'stale': []}
-    assert read(env)['pending'] == ['base']
-
-
-def test_commit_leaves_a_record_whose_host_changed_meanwhile(env):
-    runner, state_dir = env['runner'], env['state_dir']
-    converged.record(runner, state_dir, 'base', INPUT, SPEC(env['dir']), env['dir'])
-    set_param(env['dir'], 'myhostname=changed.example.test')
-    assert converged.commit(runner, state_dir) == {'changed': False, 'committed': [], 'stale': ['base']}
-    assert read(env)['records'] == {}
+    before = open(converged.record_path(env['state_dir'], 'base')).read()
+    assert converged.record(env['runner'], env['state_dir'], [entry('base', OTHER_INPUT, SPEC(env['dir']), env['dir'])],
+                            check_mode=True)['changed'] is True
+    assert open(converged.record_path(env['state_dir'], 'base')).read() == before
 
 
 def _drifts(env, edit, item_kind):
@@ -260,8 +266,7 @@ def test_corrupt_or_foreign_records_are_ignored(env):
         f.write('{not json')
     with open(os.path.join(directory, 'Bad-Name.json'), 'w') as f:
         f.write('{}')
-    state = read(env)
-    assert (state['records'], state['pending'], state['drifted']) == ({}, [], {})
+    assert read(env) == {'records': {}, 'drifted': {}, 'inputs': {}}
     # A record that is not valid JSON is replaced by the next run's record.
     assert env['converge']()['changed'] is True
     assert read(env)['records'] == {'base': INPUT}
@@ -289,7 +294,7 @@ def test_forget(env):
 ])
 def test_bad_spec(env, spec, message):
     with pytest.raises(PostfixError) as err:
-        converged.record(env['runner'], env['state_dir'], 'base', INPUT, spec, env['dir'])
+        converged.record(env['runner'], env['state_dir'], [entry('base', INPUT, spec, env['dir'])])
     assert message in err.value.msg
     assert not os.path.exists(env['state_dir'])
 
@@ -297,5 +302,5 @@ def test_bad_spec(env, spec, message):
 @pytest.mark.parametrize('role, digest', [('Base', INPUT), ('../x', INPUT), ('base', 'x' * 64), ('base', INPUT[:10])])
 def test_bad_role_or_digest(env, role, digest):
     with pytest.raises(PostfixError):
-        converged.record(env['runner'], env['state_dir'], role, digest, ['param myhostname'], env['dir'])
+        converged.record(env['runner'], env['state_dir'], [entry(role, digest, ['param myhostname'], env['dir'])])
     assert not os.path.exists(env['state_dir'])

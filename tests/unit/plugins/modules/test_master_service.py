@@ -318,15 +318,15 @@ def test_staged_file_validated_by_postconf(postfix_dir):
 
 
 def test_postfix_check_failure_rolls_back(run_module, postfix_dir):
-    """postfix check fails after the write (here: a queue directory that does not exist):
-    the previous master.cf is put back and the task fails."""
+    """Postfix refuses the configuration after the write (here: a main.cf value every Postfix program
+    rejects): the previous master.cf is put back and the task fails."""
     with open(os.path.join(postfix_dir, 'main.cf'), 'a') as f:
-        f.write('queue_directory = %s\n' % os.path.join(postfix_dir, 'no-such-queue'))
+        f.write('message_size_limit = abc\n')
     before = snapshot(postfix_dir)
     args = dict(CASES['smtps'][0], config_dir=postfix_dir)
     res = run_module(master_service, args)
     assert res['failed'] is True
-    assert 'postfix check failed' in res['msg']
+    assert 'Postfix refuses the new configuration' in res['msg']
     assert res['rc'] != 0
     assert snapshot(postfix_dir) == before
     # Without the check the change goes through.

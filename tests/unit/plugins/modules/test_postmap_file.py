@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from ansible.module_utils import basic
+
 from ansible_collections.estafeta.postfix.plugins.modules import postmap_file
 from ansible_collections.estafeta.postfix.tests.unit.conftest import postconf, snapshot
 
@@ -315,20 +317,34 @@ def test_texthash_validated(run_module, postfix_dir, tables):
     assert query(postfix_dir, 'a@example.org', 'texthash:' + path) == 'x'
 
 
-def test_large_hash_noop_is_fast(run_module, postfix_dir, tables):
+def test_large_hash_noop_touches_nothing(run_module, postfix_dir, tables, monkeypatch):
+    """A no-op re-run of a 10,000-entry table reads and compares only: it lists the database (postmap -s,
+    to compare what it answers with the source), builds nothing, and leaves the source and the database
+    as they are (file identity and timestamps)."""
+    commands = []
+    original = basic.AnsibleModule.run_command
+
+    def spy(self, args, *more, **kwargs):
+        commands.append(list(args) if isinstance(args, (list, tuple)) else args.split())
+        return original(self, args, *more, **kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', spy)
     path = os.path.join(tables, 'big')
     entries = dict(('user%05d@example.org' % i, 'REJECT') for i in range(10000))
     args = dict(path=path, type='hash', entries=entries, config_dir=postfix_dir)
-    start = time.time()
     res = run_module(postmap_file, args)
-    build = time.time() - start
     assert res['changed'] is True and res['entries'] == 10000
-    start = time.time()
+    # Control: the spy sees the build's postmap.
+    assert [c for c in commands if os.path.basename(c[0]) == 'postmap'], commands
+    files = dict((name, os.stat(os.path.join(tables, name))) for name in ('big', 'big.db'))
+    del commands[:]
     res = run_module(postmap_file, args)
-    noop = time.time() - start
-    print('10,000 entries: build %.3f s, no-op re-run %.3f s' % (build, noop))
     assert res['changed'] is False and res['rebuilt'] is False
-    assert noop < 3.0
+    assert [c[1:] for c in commands if os.path.basename(c[0]) == 'postmap'] == [
+        ['-c', postfix_dir, '-s', 'hash:' + path]], commands
+    for name, before in files.items():
+        after = os.stat(os.path.join(tables, name))
+        assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size), name
     assert query(postfix_dir, 'user09999@example.org', 'hash:' + path) == 'REJECT'
 
 

@@ -269,15 +269,15 @@ def test_postfix_check_failure_rolls_back(run_module, postfix_dir, monkeypatch):
     original = common.ModuleRunner._run
 
     def failing(self, args, data=None):
-        if args[-1] == 'check':
-            return 1, '', 'postfix: fatal: simulated'
+        if args[-1] == 'static:probe':
+            return 1, '', 'postmap: fatal: simulated'
         return original(self, args, data=data)
 
     monkeypatch.setattr(common.ModuleRunner, '_run', failing)
     before = snapshot(postfix_dir)
     result = run_module(restrictions, dict(config_dir=postfix_dir, name=RCPT, owner='o', items=['reject']))
     assert result.get('failed')
-    assert 'restored' in result['msg']
+    assert 'restored' in result['msg'] and 'postmap: fatal: simulated' in result['msg']
     assert snapshot(postfix_dir) == before
 
 
