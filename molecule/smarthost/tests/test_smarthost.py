@@ -87,7 +87,8 @@ def expected_policy(host):
     if name == 'smarthost-bookworm':
         return 'secure protocols=>=TLSv1.2'
     if name == 'smarthost-trixie':
-        return 'fingerprint protocols=>=TLSv1.2 match=%s' % relay_fingerprint()
+        # smarthost_tls_mandatory_protocols: TLS 1.3 only towards the relay (it speaks it).
+        return 'fingerprint protocols=>=TLSv1.3 match=%s' % relay_fingerprint()
     return 'encrypt protocols=>=TLSv1.2'
 
 
@@ -136,8 +137,9 @@ def test_main_cf(host):
         assert host.check_output('postmap -q "%s" hash:%s' % (relay, policy)) == expected_policy(host)
     assert host.check_output('postmap -q @alt.example.test hash:%s', senders) == '[relay.example.test]:587'
     if host.backend.get_hostname() == 'smarthost-bookworm':
-        assert host.check_output('postconf -h smtp_tls_CAfile') == '/etc/postfix/smarthost_tls_ca.pem'
-        assert host.file('/etc/postfix/smarthost_tls_ca.pem').content_string.strip() == \
+        # smarthost_tls_ca_file: the trust anchors at another path on this client.
+        assert host.check_output('postconf -h smtp_tls_CAfile') == '/etc/postfix/relay_ca.pem'
+        assert host.file('/etc/postfix/relay_ca.pem').content_string.strip() == \
             RELAY.file('/etc/ssl/certs/postfix.pem').content_string.strip()
     else:
         assert host.check_output('postconf -h smtp_tls_CAfile') == ''
@@ -172,7 +174,9 @@ def test_mail_arrives_authenticated_over_tls(delivering):
     # The client side of that TLS session, as the tls role's smtp_tls_loglevel reports it: verified where the
     # client checks the relay's certificate (secure: CA and name; fingerprint: pinned), untrusted with encrypt.
     trust = 'Untrusted' if host.backend.get_hostname() == 'smarthost-badpw' else 'Verified'
-    assert re.search(r'%s TLS connection established to relay\.example\.test\[[^]]+\]:587: TLSv1\.[23] ' % trust,
+    # smarthost-trixie asks for TLS 1.3 (smarthost_tls_mandatory_protocols).
+    version = '3' if host.backend.get_hostname() == 'smarthost-trixie' else '[23]'
+    assert re.search(r'%s TLS connection established to relay\.example\.test\[[^]]+\]:587: TLSv1\.%s ' % (trust, version),
                      client_log), [line for line in client_log.splitlines() if 'TLS' in line][-5:]
 
 
@@ -329,7 +333,7 @@ def test_wrong_fingerprint_keeps_mail_and_password(host):
     assert rc == 0, out[-3000:]
     try:
         assert host.check_output('postmap -q "relays.example.test:587" hash:/etc/postfix/smarthost_tls_policy') == \
-            'fingerprint protocols=>=TLSv1.2 match=%s' % wrong
+            'fingerprint protocols=>=TLSv1.3 match=%s' % wrong
         token = 'pinned-%s' % uuid.uuid4().hex
         logins = sasl_logins(host)
         send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
