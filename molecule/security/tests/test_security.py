@@ -29,6 +29,8 @@ ALIAS = {'security-bookworm': 'mx-bookworm', 'security-trixie': 'mx-trixie'}
 SECRETS = ['Subm1ssion-S3cret-QRS', 'Sm4rthost-S3cret-XYZ']
 # Written by the -vvv --diff run of the fault cases (then the scenario's passwords again).
 NEW_SECRETS = ['Subm1ssion-N3w-S3cret-TUV', 'Sm4rthost-N3w-S3cret-UVW']
+# The scenario's route with credentials (smarthost_sender_relays in molecule.yml), without its password.
+RELAY_ROUTE = {'sender': '@tls-required.example.test', 'relayhost': '[capture.example.test]:2526', 'username': 'relayuser'}
 FOREIGN = 'relay-target.test'
 SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -510,7 +512,7 @@ def faults():
         server.run('systemctl stop postfix')
     # 3. The next run, at -vvv with --diff, with new passwords: the tasks that carry them must run.
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-        json.dump({'smarthost_password': NEW_SECRETS[1],
+        json.dump({'smarthost_sender_relays': [dict(RELAY_ROUTE, password=NEW_SECRETS[1])],
                    'anti_relay_submission_users': [{'name': 'alice', 'password': NEW_SECRETS[0]}]}, f)
     try:
         _FAULTS['rerun'] = run_playbook(converge, '-vvv', '--diff', '-e', '@' + f.name)
@@ -580,7 +582,7 @@ SECRET_TASKS = ['estafeta.postfix.smarthost : Write the relay passwords (mode 06
 
 
 def test_no_secret_in_output(host, case, faults):
-    case('S12', 'Plaintext passwords (smarthost_password, anti_relay_submission_users) in the output of a run at -vvv '
+    case('S12', 'Plaintext passwords (smarthost_sender_relays, anti_relay_submission_users) in the output of a run at -vvv '
                 'with --diff that changes them')
     out = faults['rerun']['out']
     assert faults['rerun']['rc'] == 0 and len(out) > 10000, out[-3000:]
