@@ -145,10 +145,11 @@ def test_amavis_and_reinjection_listening(host):
     assert host.socket('tcp://%s:%d' % reinject(host)).is_listening
     conf = host.file('/etc/amavis/conf.d/40-estafeta_postfix').content_string
     assert '$myhostname = "mail.example.test";' in conf
-    # As many amavisd-new children as Postfix opens connections to it (smtp-amavis maxproc 2).
-    assert '$max_servers = 2;' in conf
+    # As many amavisd-new children as Postfix opens connections to it (smtp-amavis maxproc: 3 on trixie, 2).
+    maxproc = '3' if trixie(host) else '2'
+    assert '$max_servers = %s;' % maxproc in conf
     children = host.check_output("ps -o args= -u amavis | grep 'amavisd (' | grep -vc '(master)'")
-    assert children == '2', host.check_output('ps -o args= -u amavis')
+    assert children == maxproc, host.check_output('ps -o args= -u amavis')
 
 
 def test_guide_subject_rejected_with_its_text(host):
@@ -262,7 +263,7 @@ def test_prepend_rule_acts_once(host):
     result = send(host, headers(subject) + '\nhello\n')
     assert result['code'] == 250, result
     message = mailbox_message(wait_for_mailbox(host, subject), subject)
-    assert '(amavis, port 10024)' in message
+    assert '(amavis, port %d)' % amavis_port(host) in message
     assert message.count('X-Estafeta-Prepended: by header_checks') == 1, message
 
 
@@ -272,8 +273,9 @@ SEND_FROM = SEND.replace('s = smtplib.SMTP("127.0.0.1", 25, timeout=60)',
 
 
 def test_reinjection_keeps_the_original_client(host):
-    """amavisd-new passes the original client on (XFORWARD): the re-injection smtpd logs it, and the
-    Received: header it adds names it, not localhost."""
+    """amavisd-new passes the original client on (XFORWARD): the re-injection smtpd logs it as orig_client, next
+    to the original queue id. (Its Received: header names the real connection, amavisd-new on the loopback:
+    Postfix uses XFORWARD for logging only.)"""
     address = host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
     subject = 'xforward %s' % uuid.uuid4().hex
     script = SEND_FROM.replace("'", "'\"'\"'")
@@ -281,12 +283,7 @@ def test_reinjection_keeps_the_original_client(host):
     result = json.loads(host.check_output("printf '%%s' '%s' | python3 -c '%s' %s %s" % (data, script, RCPT, address)))
     assert result['code'] == 250, result
     qid = queue_id(result)
-    message = mailbox_message(wait_for_mailbox(host, subject), subject)
-    # The topmost Received: is the re-injection smtpd's (after amavisd-new's own).
-    received = re.findall(r'^Received: (.*?)(?=^\S)', message[message.index('Received:'):], re.M | re.S)
-    assert 'with ESMTP' in received[0] and 'by mail.example.test (Postfix)' in received[0], received
-    assert '[%s]' % address in received[0] and 'client.example.org' in received[0], received[0]
-    assert '127.0.0.1' not in received[0], received[0]
+    wait_for_mailbox(host, subject)
     reinjected = [line for line in host.file('/var/log/mail.log').content_string.splitlines()
                   if 'orig_queue_id=%s' % qid in line]
     assert reinjected and 'orig_client=' in reinjected[0] and '[%s]' % address in reinjected[0], reinjected
