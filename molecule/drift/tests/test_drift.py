@@ -45,7 +45,8 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/postfix/estafeta-restrictions.json', '/etc/ssl/certs/postfix.pem', '/etc/ssl/private/postfix.key',
          '/etc/default/postgrey', '/etc/postgrey/whitelist_clients.local', '/etc/postgrey/whitelist_recipients.local',
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
-         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix']
+         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
+         '/etc/postfix/postscreen_access.cidr']
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
 PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert']
@@ -108,6 +109,14 @@ EDITS = [
      "postconf -e virtual_alias_maps=hash:/etc/postfix/other"),
     (2, 'D26', 'file owner: the submission users file given to nobody', [], None,
      "chown nobody /etc/dovecot/estafeta-postfix-users"),
+    (1, 'D30', 'master.cf: port 25 handed back to smtpd (postscreen bypassed)', ['postscreen'], 'service smtp/inet',
+     "postconf -M smtp/inet='smtp inet n - y - - smtpd'"),
+    (2, 'D31', 'master.cf: the dnsblog service removed (no blocklist answers)', ['postscreen'],
+     'service dnsblog/unix', "postconf -M -X dnsblog/unix"),
+    (3, 'D32', 'table of the cidr type edited: every client allow-listed', ['postscreen'],
+     'table /etc/postfix/postscreen_access.cidr', "echo '0.0.0.0/0 permit' >> /etc/postfix/postscreen_access.cidr"),
+    (3, 'D33', 'main.cf: the pregreet test made harmless (ignore)', ['postscreen'], 'param postscreen_greet_action',
+     "postconf -e postscreen_greet_action=ignore"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
