@@ -311,8 +311,9 @@ def cycle():
         runs = {'start_state': dict((s, observe(s)) for s in SERVERS)}
         runs['absent'] = run_playbook(ROLE_ONLY, '-e', 'postscreen_state=absent')
         runs['absent_state'] = dict((s, observe(s)) for s in SERVERS)
-        runs['absent_smtp'] = dict((s, session(container(LISTED), ADDRESS[s], '--to', 'alice@example.test',
-                                                '--quit-after', 'RCPT')) for s in SERVERS)
+        runs['absent_smtp'] = dict(
+            (s, session(container(LISTED), ADDRESS[s], '--to', 'alice@example.test', '--quit-after', 'RCPT'))
+            for s in SERVERS)
         runs['absent_again'] = run_playbook(ROLE_ONLY, '-e', 'postscreen_state=absent', '-e', 'common_fast_rerun=false')
         runs['present'] = run_playbook(ROLE_ONLY)
         runs['present_again'] = run_playbook(ROLE_ONLY, '-e', 'common_fast_rerun=false')
