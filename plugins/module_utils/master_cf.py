@@ -571,10 +571,17 @@ def edit(text, name, stype, wanted=None):
     return render(blocks), None, wanted
 
 
+# Postfix 3.9 and later announce parameters whose support will end ('support for parameter
+# "smtpd_tls_eecdh_grade" will be removed; instead, ...'): the value is still read as written, so the
+# notice is passed on as a warning but never taken for a misread value.
+_DEPRECATED_RE = re.compile(r'support for parameter "?[^"\s]+"? will be removed', re.ASCII)
+
+
 def new_warnings(before, after):
-    """Warnings in ``after`` that were not already in ``before`` (line numbers ignored)."""
+    """Warnings in ``after`` that were not already in ``before`` (line numbers ignored), deprecation
+    notices left out."""
     seen = set(_LINE_NUMBER_RE.sub('', w) for w in before)
-    return [w for w in after if _LINE_NUMBER_RE.sub('', w) not in seen]
+    return [w for w in after if _LINE_NUMBER_RE.sub('', w) not in seen and not _DEPRECATED_RE.search(w)]
 
 
 # ---------------------------------------------------------------------------

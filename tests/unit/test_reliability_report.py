@@ -48,8 +48,8 @@ RUN = {'scenario': 'security', 'finished': '2026-01-01 00:00 UTC', 'commit': COM
 # The cases the page must always list: every Molecule case (an expected case that a run lacks is
 # kept as missing by the report, never dropped).
 EXPECTED = {
-    'security': set(['S%02d' % i for i in range(1, 13)] + ['M%02d' % i for i in range(1, 7)] + ['L01']),
-    'stress': {'L02'},
+    'security': set(['S%02d' % i for i in range(1, 16)] + ['M%02d' % i for i in range(1, 7)] + ['L01']),
+    'stress': {'L02', 'L03'},
 }
 
 

@@ -292,6 +292,10 @@ def test_reinjection_keeps_the_original_client(host):
     assert reinjected and 'orig_client=' in reinjected[0] and '[%s]' % address in reinjected[0], reinjected
 
 
+def delivered_count(host, rcpt):
+    return int(host.run("grep -c '^Delivered-To: %s$' /var/mail/alice" % rcpt).stdout.strip() or 0)
+
+
 def test_burst_through_amavis_without_deferral(host):
     """A short form of make stress: 10 sessions, 100 messages through amavisd-new (ClamAV and SpamAssassin),
     while another local client holds a connection to the re-injection port. Every message is counted in the
@@ -303,13 +307,8 @@ def test_burst_through_amavis_without_deferral(host):
                     "10025)); time.sleep(600)'" % holder)
     try:
         host.run_expect([0], '/usr/sbin/smtp-source -s 10 -m 100 -f load@example.org -t %s 127.0.0.1:25' % rcpt)
-        deadline = time.time() + 600
-        count = 0
-        while time.time() < deadline:
-            count = int(host.run("grep -c '^Delivered-To: %s$' /var/mail/alice" % rcpt).stdout.strip() or 0)
-            if count >= 100:
-                break
-            time.sleep(3)
+        wait_until(lambda: delivered_count(host, rcpt) >= 100, 600, step=3)
+        count = delivered_count(host, rcpt)
     finally:
         host.run('systemctl stop %s' % holder)
     log = host.file('/var/log/mail.log').content_string

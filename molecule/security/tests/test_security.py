@@ -29,6 +29,8 @@ ALIAS = {'security-bookworm': 'mx-bookworm', 'security-trixie': 'mx-trixie'}
 SECRETS = ['Subm1ssion-S3cret-QRS', 'Sm4rthost-S3cret-XYZ']
 # Written by the -vvv --diff run of the fault cases (then the scenario's passwords again).
 NEW_SECRETS = ['Subm1ssion-N3w-S3cret-TUV', 'Sm4rthost-N3w-S3cret-UVW']
+# The scenario's route with credentials (smarthost_sender_relays in molecule.yml), without its password.
+RELAY_ROUTE = {'sender': '@tls-required.example.test', 'relayhost': '[capture.example.test]:2526', 'username': 'relayuser'}
 FOREIGN = 'relay-target.test'
 SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -351,9 +353,9 @@ def relay_attempt(host, sender, rcpt, port):
     token = rcpt.split('@')[0]
     host.run_expect([0], "printf 'Subject: %%s\\n\\nbody\\n' %s | /usr/sbin/sendmail -f %s %s", token, sender, rcpt)
     try:
-        assert wait(lambda: any(reason for reason in queued(host, token).values()), 90), host.run('postqueue -p').stdout
+        assert wait_until(lambda: any(reason for reason in queued(host, token).values()), 90), host.run('postqueue -p').stdout
         reasons = list(queued(host, token).values())
-        assert wait(lambda: captured(port, since), 30)
+        assert wait_until(lambda: captured(port, since), 30)
         return captured(port, since), reasons[0]
     finally:
         for qid in queued(host, token):
@@ -418,7 +420,7 @@ def test_own_users_may_use_an_unresolvable_sender_domain(host, case):
         local = host.run("swaks --server 127.0.0.1 --helo localhost --from %s --to local-%s@far.test --timeout 20",
                          sender, token)
         assert local.rc == 0, local.stdout + local.stderr
-        assert wait(lambda: sink_count('own-%s@far' % token) == 1 and sink_count('local-%s@far' % token) == 1, 60)
+        assert wait_until(lambda: sink_count('own-%s@far' % token) == 1 and sink_count('local-%s@far' % token) == 1, 60)
         seen.append('%s: outside -> %s; alice on 587 and 127.0.0.1 -> delivered' % (sender.split('@')[1], refused))
     case.evidence('; '.join(seen))
 
@@ -510,7 +512,7 @@ def faults():
         server.run('systemctl stop postfix')
     # 3. The next run, at -vvv with --diff, with new passwords: the tasks that carry them must run.
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as f:
-        json.dump({'smarthost_password': NEW_SECRETS[1],
+        json.dump({'smarthost_sender_relays': [dict(RELAY_ROUTE, password=NEW_SECRETS[1])],
                    'anti_relay_submission_users': [{'name': 'alice', 'password': NEW_SECRETS[0]}]}, f)
     try:
         _FAULTS['rerun'] = run_playbook(converge, '-vvv', '--diff', '-e', '@' + f.name)
@@ -580,7 +582,7 @@ SECRET_TASKS = ['estafeta.postfix.smarthost : Write the relay passwords (mode 06
 
 
 def test_no_secret_in_output(host, case, faults):
-    case('S12', 'Plaintext passwords (smarthost_password, anti_relay_submission_users) in the output of a run at -vvv '
+    case('S12', 'Plaintext passwords (smarthost_sender_relays, anti_relay_submission_users) in the output of a run at -vvv '
                 'with --diff that changes them')
     out = faults['rerun']['out']
     assert faults['rerun']['rc'] == 0 and len(out) > 10000, out[-3000:]

@@ -42,23 +42,29 @@ def sink_times(rcpt):
     return [float(line) for line in out.split()]
 
 
+def send_and_count(host, sessions, total, prefix):
+    """smtp-source with ``sessions`` sessions and ``total`` messages to one new recipient, then wait until every
+    message is at the sink and the server's queue is empty. Returns (recipient, seconds smtp-source took,
+    seconds from its start to the last arrival, arrival times, the server queue ids in the sink's files)."""
+    rcpt = '%s-%s@far.test' % (prefix, uuid.uuid4().hex[:10])
+    times = host.check_output('date +%%s.%%N && /usr/sbin/smtp-source -s %s -m %s -f load@example.test -t %s '
+                              '127.0.0.1:25 >&2 && date +%%s.%%N', str(sessions), str(total), rcpt).split()
+    started, accepted = float(times[0]), float(times[1]) - float(times[0])
+    assert wait_until(lambda: len(sink_times(rcpt)) >= total and queue_empty(host), 900, step=3), \
+        '%d of %d messages arrived' % (len(sink_times(rcpt)), total)
+    arrivals = sink_times(rcpt)
+    ids = CLIENT.run("grep -l -r -F -e %s /srv/sink | xargs -r grep -h -o -E 'with ESMTP id [A-Za-z0-9]+'",
+                     '<%s>' % rcpt).stdout.split('\n')
+    return rcpt, accepted, max(arrivals) - started, arrivals, [i for i in ids if i]
+
+
 def test_load(host, case):
     if host.backend.get_hostname() not in SERVERS:
         pytest.skip('the plain relays carry the big load')
     total = SESSIONS * MESSAGES
     case('L02', 'Load: smtp-source with %d concurrent sessions x %d messages (%d in all) to the server, relayed to '
                 'smtp-sink on another container; the messages at the destination counted' % (SESSIONS, MESSAGES, total))
-    rcpt = 'stress-%s@far.test' % uuid.uuid4().hex[:10]
-    times = host.check_output('date +%%s.%%N && /usr/sbin/smtp-source -s %s -m %s -f load@example.test -t %s '
-                              '127.0.0.1:25 >&2 && date +%%s.%%N', str(SESSIONS), str(total), rcpt).split()
-    started, accepted = float(times[0]), float(times[1]) - float(times[0])
-    assert wait_until(lambda: len(sink_times(rcpt)) >= total and queue_empty(host), 900, step=3), \
-        '%d of %d messages arrived' % (len(sink_times(rcpt)), total)
-    arrivals = sink_times(rcpt)
-    seconds = max(arrivals) - started
-    ids = CLIENT.run("grep -l -r -F -e %s /srv/sink | xargs -r grep -h -o -E 'with ESMTP id [A-Za-z0-9]+'",
-                     '<%s>' % rcpt).stdout.split('\n')
-    ids = [i for i in ids if i]
+    rcpt, accepted, seconds, arrivals, ids = send_and_count(host, SESSIONS, total, 'stress')
     unique = len(set(ids))
     assert (len(arrivals), len(ids), unique) == (total, total, total)
     assert queue_empty(host)
@@ -75,23 +81,13 @@ def test_burst_through_amavis(host, case):
     case('L03', 'Burst through amavisd-new: smtp-source -s %d -m %d (%d messages, %d sessions at a time) to the server, '
                 'every message through amavisd-new and the re-injection smtpd, relayed to smtp-sink; the messages at '
                 'the destination counted, deferrals counted in the log' % (AMAVIS_SESSIONS, total, total, AMAVIS_SESSIONS))
-    rcpt = 'burst-%s@far.test' % uuid.uuid4().hex[:10]
-    times = host.check_output('date +%%s.%%N && /usr/sbin/smtp-source -s %s -m %s -f load@example.test -t %s '
-                              '127.0.0.1:25 >&2 && date +%%s.%%N', str(AMAVIS_SESSIONS), str(total), rcpt).split()
-    started, accepted = float(times[0]), float(times[1]) - float(times[0])
-    assert wait_until(lambda: len(sink_times(rcpt)) >= total and queue_empty(host), 900, step=3), \
-        '%d of %d messages arrived' % (len(sink_times(rcpt)), total)
-    arrivals = sink_times(rcpt)
-    seconds = max(arrivals) - started
+    rcpt, accepted, seconds, arrivals, ids = send_and_count(host, AMAVIS_SESSIONS, total, 'burst')
     # The queue is empty: every delivery attempt of these messages is logged.
     log = host.file('/var/log/mail.log').content_string.splitlines()
     deferred = [line for line in log if 'to=<%s>' % rcpt in line and 'status=deferred' in line]
     # Each message went through amavisd-new (its hand-over) and came back through the re-injection smtpd.
     filtered = [line for line in log if 'to=<%s>' % rcpt in line and 'relay=127.0.0.1[127.0.0.1]:10024' in line
                 and 'status=sent' in line]
-    ids = CLIENT.run("grep -l -r -F -e %s /srv/sink | xargs -r grep -h -o -E 'with ESMTP id [A-Za-z0-9]+'",
-                     '<%s>' % rcpt).stdout.split('\n')
-    ids = [i for i in ids if i]
     assert (len(arrivals), len(filtered), len(deferred)) == (total, total, 0), deferred[:3]
     assert len(set(ids)) >= total
     case.evidence('%d sent, %d handed to amavisd-new and accepted, %d arrived, 0 deferred, queue empty; accepted by the '

@@ -7,6 +7,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import shutil
+
 import pytest
 
 from ansible_collections.estafeta.postfix.plugins.module_utils.common import PostfixError, SubprocessRunner
@@ -189,3 +192,34 @@ def test_apply_bad_input_writes_nothing(postfix_dir):
         pc.apply(runner, postfix_dir, {'good_name': 'x', 'bad name': 'y'})
     assert runner.calls == []
     assert snapshot(postfix_dir) == before
+
+
+def test_deprecation_notice_is_not_a_misread_value(postfix_dir, tmp_path, monkeypatch):
+    """Postfix 3.10 (Debian 13) announces that support for smtpd_tls_eecdh_grade will end; set in the same
+    batch as a value with braces (${data_directory}), the notice must not be taken for a misread value.
+    A postconf that adds 3.10's notice to the real one's output stands in for Postfix 3.10 here."""
+    real = shutil.which('postconf', path=os.pathsep.join([os.environ.get('PATH', ''), '/usr/sbin']))
+    wrapper = tmp_path / 'bin' / 'postconf'
+    wrapper.parent.mkdir()
+    wrapper.write_text(
+        '#!/bin/sh\n'
+        'dir=/etc/postfix\n'
+        'prev=\n'
+        'for a in "$@"; do [ "$prev" = -c ] && dir=$a; prev=$a; done\n'
+        'if grep -q "^smtpd_tls_eecdh_grade" "$dir/main.cf" 2>/dev/null; then\n'
+        '  echo "postconf: warning: $dir/main.cf: support for parameter \\"smtpd_tls_eecdh_grade\\" will be removed;'
+        ' instead, do not specify (leave at default)" >&2\n'
+        'fi\n'
+        'exec %s "$@"\n' % real)
+    wrapper.chmod(0o755)
+    monkeypatch.setenv('PATH', '%s%s%s' % (wrapper.parent, os.pathsep, os.environ.get('PATH', '')))
+    params = {'smtpd_tls_eecdh_grade': 'strong',
+              'smtpd_tls_session_cache_database': 'btree:${data_directory}/smtpd_scache_test'}
+    result = pc.apply(SubprocessRunner(), postfix_dir, params)
+    assert result['changed'] is True
+    values = pc.parse_postconf_output(postconf(postfix_dir, '-n'))
+    assert values['smtpd_tls_eecdh_grade'] == 'strong'
+    assert values['smtpd_tls_session_cache_database'] == 'btree:${data_directory}/smtpd_scache_test'
+    # A value Postfix does misread is still refused, with the notice around.
+    with pytest.raises(PostfixError, match='would not read it as written'):
+        pc.apply(SubprocessRunner(), postfix_dir, {'header_checks': '{a}.b'})
