@@ -70,6 +70,11 @@ VARIANTS = {
     'backup_mx': [{'backup_mx_domains': ['example.test'], 'backup_mx_recipients': ['@example.test'],
                    'backup_mx_primary': 'primary.example.test'}],
     'postgrey': [{}, {'postgrey_state': 'absent'}],
+    'postscreen': [{}, {'postscreen_state': 'absent', 'postscreen_params': {'postscreen_greet_banner': 'x'}}, {
+        'postscreen_dnsbl_sites': ['bl.example.test*3', 'weak.example.test'], 'postscreen_greet_wait': '3s',
+        'postscreen_access': [{'network': '192.0.2.0/24', 'action': 'permit'}],
+        'postscreen_access_path': '/etc/postfix/screen.cidr', 'postscreen_smtpd_options': {'syslog_name': 'x'},
+        'postscreen_params': {'postscreen_greet_banner': 'x', 'postscreen_dnsbl_allowlist_threshold': -1}}],
     'content_filter': [{}, {
         'content_filter_guide_examples': True, 'content_filter_amavis_enabled': True,
         'content_filter_amavis_myhostname': 'mail.example.test', 'content_filter_amavis_spamassassin': True,

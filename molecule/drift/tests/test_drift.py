@@ -18,7 +18,9 @@ on both servers, then:
 Edits run in a few rounds (so that the suite stays short); a round never edits one object twice, and
 each edit must be named, as its own item, among what its role's record found changed. The three
 dangerous edits are also proven repaired over SMTP from the outside client: relaying is refused,
-greylisting answers 450, a blocked sender is refused.
+greylisting answers 450, a blocked sender is refused. The two edits that switch postscreen's pregreet
+test off (port 25 handed back to smtpd, the test's action made ``ignore``) are proven repaired over SMTP
+from the other server, a client that talks before the greeting and is refused again.
 """
 
 import json
@@ -38,6 +40,34 @@ CONVERGE = os.path.join(SCENARIO_DIR, 'converge.yml')
 LOCAL_USER = 'usuariolocal1@example.com'
 BLOCKED_SENDER = 'bob645@yahoo.com'
 GREY_ITEM = 'check_policy_service inet:127.0.0.1:10023'
+# A client that talks before the greeting (run on the other server: an address postscreen never lets
+# pass, so never remembers as passed): EHLO at once, then MAIL, RCPT and QUIT after the answer to it.
+# postscreen sends such a client its teaser (220-...) but never the greeting's last line.
+PREGREET = r'''
+import socket, sys
+sock = socket.create_connection((sys.argv[1], 25), timeout=30)
+sock.sendall(b"EHLO bot.example.net\r\n")
+print("-> EHLO bot.example.net (before the greeting)")
+stream = sock.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        line = stream.readline().decode("utf-8", "replace").rstrip()
+        print("<- " + (line or "(connection closed)"))
+        if not line:
+            return lines
+        lines.append(line)
+        if len(line) < 4 or line[3] != "-":
+            return lines
+lines = reply()
+if lines and lines[-1].startswith("220 "):
+    lines = reply()
+if lines and lines[-1].startswith("250"):
+    for command in ("MAIL FROM:<bot@example.net>", "RCPT TO:<usuariolocal1@example.com>", "QUIT"):
+        print("-> " + command)
+        sock.sendall(command.encode() + b"\r\n")
+        reply()
+'''
 
 # Files the roles manage (content, mode, owner), tables (what they answer), packages, units.
 FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/virtual',
@@ -45,7 +75,8 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/postfix/estafeta-restrictions.json', '/etc/ssl/certs/postfix.pem', '/etc/ssl/private/postfix.key',
          '/etc/default/postgrey', '/etc/postgrey/whitelist_clients.local', '/etc/postgrey/whitelist_recipients.local',
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
-         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix']
+         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
+         '/etc/postfix/postscreen_access.cidr']
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
 PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert']
@@ -108,6 +139,14 @@ EDITS = [
      "postconf -e virtual_alias_maps=hash:/etc/postfix/other"),
     (2, 'D26', 'file owner: the submission users file given to nobody', [], None,
      "chown nobody /etc/dovecot/estafeta-postfix-users"),
+    (1, 'D30', 'master.cf: port 25 handed back to smtpd (postscreen bypassed)', ['postscreen'], 'service smtp/inet',
+     "postconf -M smtp/inet='smtp inet n - y - - smtpd'"),
+    (2, 'D31', 'master.cf: the dnsblog service removed (no blocklist answers)', ['postscreen'],
+     'service dnsblog/unix', "postconf -M -X dnsblog/unix"),
+    (3, 'D32', 'table of the cidr type edited: every client allow-listed', ['postscreen'],
+     'table /etc/postfix/postscreen_access.cidr', "echo '0.0.0.0/0 permit' >> /etc/postfix/postscreen_access.cidr"),
+    (3, 'D33', 'main.cf: the pregreet test made harmless (ignore)', ['postscreen'], 'param postscreen_greet_action',
+     "postconf -e postscreen_greet_action=ignore"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
@@ -187,13 +226,26 @@ def rcpt_reply(transcript):
     return refusals[0] if refusals else transcript[-300:]
 
 
+def pregreet(server):
+    """The reply to RCPT TO of a client (the other server) that talked before the greeting, or the transcript."""
+    bot = testinfra.get_host('docker://' + [s for s in SERVERS if s != server][0])
+    out = bot.check_output('python3 -c %s %s', PREGREET, ALIAS[server])
+    lines = out.splitlines()
+    if '-> RCPT TO:<usuariolocal1@example.com>' in lines:
+        replies = lines[lines.index('-> RCPT TO:<usuariolocal1@example.com>') + 1:]
+        if replies and replies[0].startswith('<- '):
+            return replies[0][3:]
+    return out
+
+
 def smtp_proofs(server):
-    """The three dangerous edits, from outside: relay, greylisting, the blocked sender."""
+    """The dangerous edits, from outside: relay, greylisting, the blocked sender; the pregreet test."""
     token = uuid.uuid4().hex[:10]
     return {
         'relay': rcpt_reply(swaks(server, '--from', '<>', '--to', 'victim-%s@relay-target.test' % token)),
         'greylist': rcpt_reply(swaks(server, '--from', '<>', '--to', 'usuariolocal1+%s@example.com' % token)),
         'blocked': rcpt_reply(swaks(server, '--from', BLOCKED_SENDER, '--to', LOCAL_USER)),
+        'pregreet': pregreet(server),
     }
 
 
@@ -274,3 +326,12 @@ def test_dangerous_edits_repaired_over_smtp(host, drift):
         assert proofs['relay'].startswith('554') and 'Relay access denied' in proofs['relay'], (case_id, proofs)
         assert proofs['greylist'].startswith('450') and 'reylist' in proofs['greylist'], (case_id, proofs)
         assert proofs['blocked'].startswith('554') and 'Access denied' in proofs['blocked'], (case_id, proofs)
+
+
+def test_pregreet_test_repaired_over_smtp(host, drift):
+    """After the rounds with D30 (port 25 handed back to smtpd) and D33 (the pregreet test ignored): postscreen
+    refuses a client that talks before the greeting again (550 at RCPT TO, the example's enforce)."""
+    server = host.backend.get_hostname()
+    for case_id in (None, 'D30', 'D33'):
+        proofs = drift['smtp_before'][server] if case_id is None else drift[case_id]['smtp'][server]
+        assert proofs['pregreet'] == '550 5.5.1 Protocol error', (case_id, proofs['pregreet'])
