@@ -116,7 +116,7 @@ def test_master_services(host):
     assert listener[:8] == [service, 'inet', 'n', '-', 'n', '-', '-', 'smtpd']
     overrides = host.check_output("postconf -P '%s/inet'" % service).splitlines()
     expected = {
-        'content_filter': '', 'local_recipient_maps': '', 'relay_recipient_maps': '',
+        'content_filter': '', 'smtpd_milters': '', 'local_recipient_maps': '', 'relay_recipient_maps': '',
         'smtpd_restriction_classes': '', 'smtpd_client_restrictions': '',
         'smtpd_helo_restrictions': '', 'smtpd_sender_restrictions': '',
         'smtpd_recipient_restrictions': 'permit_mynetworks,reject',
