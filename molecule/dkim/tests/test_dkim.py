@@ -64,8 +64,10 @@ def controller_key(name):
 
 def at_sink(token):
     """The file at the sink that holds the message with ``token``."""
-    found = wait_until(lambda: SINK.run('grep -l -F -e %s /var/sink/*.eml', token).stdout.split(), 120,
-                       what='the message %s reaching the sink' % token)
+    def files():
+        return SINK.run('grep -l -F -e %s /var/sink/*.eml', token).stdout.split()
+
+    found = wait_until(files, 120, what='the message %s reaching the sink' % token)
     assert len(found) == 1, found
     return found[0]
 

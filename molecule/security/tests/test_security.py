@@ -351,9 +351,9 @@ def relay_attempt(host, sender, rcpt, port):
     token = rcpt.split('@')[0]
     host.run_expect([0], "printf 'Subject: %%s\\n\\nbody\\n' %s | /usr/sbin/sendmail -f %s %s", token, sender, rcpt)
     try:
-        assert wait(lambda: any(reason for reason in queued(host, token).values()), 90), host.run('postqueue -p').stdout
+        assert wait_until(lambda: any(reason for reason in queued(host, token).values()), 90), host.run('postqueue -p').stdout
         reasons = list(queued(host, token).values())
-        assert wait(lambda: captured(port, since), 30)
+        assert wait_until(lambda: captured(port, since), 30)
         return captured(port, since), reasons[0]
     finally:
         for qid in queued(host, token):
@@ -418,7 +418,7 @@ def test_own_users_may_use_an_unresolvable_sender_domain(host, case):
         local = host.run("swaks --server 127.0.0.1 --helo localhost --from %s --to local-%s@far.test --timeout 20",
                          sender, token)
         assert local.rc == 0, local.stdout + local.stderr
-        assert wait(lambda: sink_count('own-%s@far' % token) == 1 and sink_count('local-%s@far' % token) == 1, 60)
+        assert wait_until(lambda: sink_count('own-%s@far' % token) == 1 and sink_count('local-%s@far' % token) == 1, 60)
         seen.append('%s: outside -> %s; alice on 587 and 127.0.0.1 -> delivered' % (sender.split('@')[1], refused))
     case.evidence('; '.join(seen))
 

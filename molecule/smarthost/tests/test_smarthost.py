@@ -18,7 +18,6 @@ Received header, so two clients sending at once cannot be mistaken for each othe
 import json
 import os
 import re
-import time
 import uuid
 
 import pytest

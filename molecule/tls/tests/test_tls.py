@@ -8,7 +8,8 @@ mandatory TLS refuses TLS 1.0 and 1.1 while opportunistic TLS keeps Postfix's de
 tls-bookworm has a self-signed certificate and the hardened profile; its renewal is proved by
 the verifier's own converge (tls_selfsigned_renew_days). tls-trixie has a provided certificate
 (content, then files on the controller after the verifier's converge, then those files replaced
-in place on the controller and one more run) at other paths, the default protocols, and other logging and client settings. What the verifier's converge changes is
+in place on the controller and one more run) at other paths, the default protocols, and other
+logging and client settings. What the verifier's converge changes is
 observed before and after it by one fixture, so every test stands alone.
 """
 
