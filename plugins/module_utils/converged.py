@@ -44,6 +44,10 @@ Kinds of spec items (each gives lines of text; their SHA-256 is the item's finge
 
 Every record also fingerprints the Debian release, so an upgrade of the distribution makes
 every role run in full once.
+
+A record may also carry the role's **facts**: public results of its run (never secrets), such as
+the DNS records the dkim role returns. A read returns them for every record that still holds, and
+the ``common`` role sets them, so a role that ends early returns what its last full run returned.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -73,6 +77,7 @@ DEFAULT_STATE_DIR = '/var/lib/estafeta-postfix'
 RECORDS = 'records'
 RECORD_VERSION = 2
 ROLE_RE = re.compile(r'\A[a-z][a-z0-9_]*\Z')
+FACT_RE = re.compile(r'\A[a-z][a-z0-9_]*\Z')
 DIGEST_RE = re.compile(r'\A[0-9a-f]{64}\Z')
 TABLE_TYPES = ('hash', 'btree', 'lmdb', 'cdb', 'dbm', 'regexp', 'pcre', 'cidr', 'texthash', 'inline', 'static')
 INDEXED = ('hash', 'btree', 'lmdb', 'cdb', 'dbm')
@@ -343,7 +348,8 @@ def load_records(state_dir):
             record = json.loads(read_text(os.path.join(directory, name)))
             if (record.get('version') != RECORD_VERSION or record.get('role') != role
                     or not isinstance(record.get('items'), dict) or not isinstance(record.get('config_dir'), str)
-                    or not DIGEST_RE.match(str(record.get('input')))):
+                    or not DIGEST_RE.match(str(record.get('input')))
+                    or not isinstance(record.get('facts', {}), dict)):
                 continue
         except (PostfixError, ValueError, AttributeError):
             continue
@@ -376,7 +382,7 @@ def drifted_items(runner, record, views):
 def read(runner, state_dir):
     """What the roles need at the start of a play (see the module's RETURN)."""
     views = {}
-    result = {'records': {}, 'drifted': {}, 'inputs': {}}
+    result = {'records': {}, 'drifted': {}, 'inputs': {}, 'facts': {}}
     for role, record in load_records(state_dir).items():
         result['inputs'][role] = record['input']
         drifted = drifted_items(runner, record, views)
@@ -384,11 +390,27 @@ def read(runner, state_dir):
             result['drifted'][role] = drifted
         else:
             result['records'][role] = record['input']
+            if record.get('facts'):
+                result['facts'][role] = record['facts']
     return result
 
 
+def check_facts(role, facts):
+    """Validate a record's facts: ``{name: value}``, names as Ansible variables, values JSON data."""
+    facts = facts or {}
+    if not isinstance(facts, dict):
+        raise PostfixError('%s: facts must be a mapping of fact names to values; got %r.' % (role, facts))
+    for name in facts:
+        if not isinstance(name, str) or not FACT_RE.match(name):
+            raise PostfixError('%s: fact name %r is not a variable name (lower case, digits, "_").' % (role, name))
+    try:
+        return json.loads(json.dumps(facts, sort_keys=True))
+    except (TypeError, ValueError) as exc:
+        raise PostfixError('%s: facts must be JSON data: %s' % (role, exc))
+
+
 def check_entry(entry):
-    """Validate one queued record ``{role, input, spec, config_dir}``; return it normalized."""
+    """Validate one queued record ``{role, input, spec, config_dir, facts}``; return it normalized."""
     if not isinstance(entry, dict):
         raise PostfixError('each record must be a mapping with role, input and spec; got %r.' % (entry,))
     role, digest = entry.get('role'), entry.get('input')
@@ -400,7 +422,8 @@ def check_entry(entry):
     config_dir = entry.get('config_dir') or '/etc/postfix'
     if not isinstance(config_dir, str) or not os.path.isabs(config_dir):
         raise PostfixError('%s: config_dir must be an absolute path; got %r.' % (role, config_dir))
-    return {'role': role, 'input': digest, 'spec': check_spec(entry.get('spec')), 'config_dir': config_dir}
+    return {'role': role, 'input': digest, 'spec': check_spec(entry.get('spec')), 'config_dir': config_dir,
+            'facts': check_facts(role, entry.get('facts'))}
 
 
 def shared_items(entries):
@@ -429,8 +452,10 @@ def record(runner, state_dir, entries, check_mode=False):
             views[entry['config_dir']] = HostView(runner, entry['config_dir'])
         new = {'version': RECORD_VERSION, 'role': entry['role'], 'input': entry['input'],
                'config_dir': entry['config_dir'], 'items': fingerprints(views[entry['config_dir']], entry['spec'])}
+        if entry['facts']:
+            new['facts'] = entry['facts']
         before = old.get(entry['role'])
-        if before is not None and dict((k, before.get(k)) for k in new) == new:
+        if before is not None and dict((k, v) for k, v in before.items() if k != 'written') == new:
             continue
         written.append(entry['role'])
         diff_before.append(dump_record(before) if before else '')

@@ -65,6 +65,14 @@ options:
         description: The Postfix configuration directory the spec's C(param), C(list), C(service) and table items refer to.
         type: path
         default: /etc/postfix
+      facts:
+        description:
+          - Public results of the role's run (never secrets), as fact names and values. O(action=read) returns them
+            for every record that still holds (RV(facts)), and the C(common) role sets them, so a role that ends early
+            returns what its last full run returned.
+        type: dict
+        default: {}
+        version_added: 0.2.0
   roles:
     description: The roles whose records O(action=forget) removes; all when empty.
     type: list
@@ -131,6 +139,13 @@ inputs:
       that runs in full what it may skip (its packages, when none of them drifted and its input is the same).
   returned: action is V(read)
   type: dict
+facts:
+  description:
+    - Per role whose record still matches the host and that recorded facts, those facts (fact name and value).
+  returned: action is V(read)
+  type: dict
+  version_added: 0.2.0
+  sample: {dkim: {dkim_dns_records: [{name: s1._domainkey.example.com, type: TXT, value: "v=DKIM1; k=rsa; p=MIIB..."}]}}
 recorded:
   description: The roles whose record was written (the others already said the same).
   returned: action is V(record)
@@ -158,6 +173,7 @@ def main():
                 input=dict(type='str', required=True),
                 spec=dict(type='list', elements='str', required=True),
                 config_dir=dict(type='path', default='/etc/postfix'),
+                facts=dict(type='dict', default={}),
             )),
             roles=dict(type='list', elements='str', default=[]),
             state_dir=dict(type='path', default=converged.DEFAULT_STATE_DIR),

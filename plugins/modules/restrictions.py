@@ -111,6 +111,11 @@ notes:
     C(smtpd_recipient_restrictions) it allows relaying. A whitelist by sender address
     (C(check_sender_access) with C(OK) results) lets anyone relay who forges such a sender; use SASL instead.
   - The order is explained in R(Restriction lists shared by several roles,ansible_collections.estafeta.postfix.docsite.guide_restriction_lists).
+  - Milter lists (C(smtpd_milters), C(non_smtpd_milters)) compose the same way, with O(allow_unknown=true) (a milter is
+    no restriction). Each item is one milter, a socket such as V(inet:127.0.0.1:8891) or a socket with its own settings
+    in braces such as V({ inet:127.0.0.1:8891, default_action=accept }). All milters rank alike, except that plain
+    sockets come before those in braces, so without O(exclusive) the milters keep their order and a new one comes
+    after them. The P(estafeta.postfix.dkim#role) role adds its signing milter this way.
 seealso:
   - module: estafeta.postfix.postconf_set
   - module: estafeta.postfix.postmap_file

@@ -75,6 +75,10 @@ VARIANTS = {
         'postscreen_access': [{'network': '192.0.2.0/24', 'action': 'permit'}],
         'postscreen_access_path': '/etc/postfix/screen.cidr', 'postscreen_smtpd_options': {'syslog_name': 'x'},
         'postscreen_params': {'postscreen_greet_banner': 'x', 'postscreen_dnsbl_allowlist_threshold': -1}}],
+    'dkim': [{'dkim_keys': [{'domain': 'example.test', 'selector': 's1'}]}, {
+        'dkim_keys': [{'domain': 'example.test', 'selector': 's1'}, {'domain': 'example.test', 'selector': 's2'},
+                      {'domain': 'other.test', 'selector': 'vault', 'private_key': 'KEY'}],
+        'dkim_internal_hosts': ['192.0.2.0/24'], 'dkim_key_dir': '/etc/keys', 'dkim_port': 8892}],
     'content_filter': [{}, {
         'content_filter_guide_examples': True, 'content_filter_amavis_enabled': True,
         'content_filter_amavis_myhostname': 'mail.example.test', 'content_filter_amavis_spamassassin': True,
@@ -89,6 +93,7 @@ READ_ONLY = {
     'ansible.builtin.stat', 'ansible.builtin.find', 'ansible.builtin.package_facts', 'ansible.builtin.wait_for',
     'ansible.builtin.fail', 'community.crypto.x509_certificate_info', 'community.crypto.openssl_csr_pipe',
     'estafeta.postfix.converged_state', 'estafeta.postfix.postqueue', 'estafeta.postfix.postfix_info',
+    'community.crypto.openssl_privatekey_info',
 }
 INCLUDES = ('ansible.builtin.import_tasks', 'ansible.builtin.include_tasks')
 # Managed objects that need no fingerprint, with the reason.
@@ -209,6 +214,8 @@ def managed_objects(role, overrides):
             continue
         if module == 'ansible.builtin.command' and task.get('changed_when') is False:
             continue  # reads only
+        if task.get('delegate_to') == 'localhost':
+            continue  # a file on the controller, not on the host
         loop = task.get('loop')
         items = [None]
         if loop is not None:

@@ -77,10 +77,13 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
          '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
          '/etc/postfix/postscreen_access.cidr']
+         '/etc/opendkim.conf', '/etc/opendkim/key.table', '/etc/opendkim/signing.table', '/etc/opendkim/trusted.hosts']
+# The DKIM keys (one per server, named after its selector).
+DKIM_KEYS = '/etc/dkimkeys/*.private'
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
-PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert']
-UNITS = ['postfix', 'postgrey', 'dovecot', 'amavis']
+PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert', 'opendkim', 'opendkim-tools']
+UNITS = ['postfix', 'postgrey', 'dovecot', 'amavis', 'opendkim']
 
 # (round, id, what, roles whose record covers it, drifted item expected in each, shell edit)
 EDITS = [
@@ -147,6 +150,20 @@ EDITS = [
      'table /etc/postfix/postscreen_access.cidr', "echo '0.0.0.0/0 permit' >> /etc/postfix/postscreen_access.cidr"),
     (3, 'D33', 'main.cf: the pregreet test made harmless (ignore)', ['postscreen'], 'param postscreen_greet_action',
      "postconf -e postscreen_greet_action=ignore"),
+    (1, 'D40', 'milter list: the DKIM signer removed from smtpd_milters (mail leaves unsigned)', ['dkim'],
+     'list smtpd_milters', "postconf -e smtpd_milters="),
+    (2, 'D41', 'milter list: the DKIM signer in non_smtpd_milters written with another default action', ['dkim'],
+     'list non_smtpd_milters', "postconf -e 'non_smtpd_milters={ inet:127.0.0.1:8891, default_action=tempfail }'"),
+    (1, 'D42', 'file content: OpenDKIM switched to sign and verify', ['dkim'], 'file /etc/opendkim.conf',
+     "sed -i 's/^Mode.*/Mode sv/' /etc/opendkim.conf"),
+    (2, 'D43', 'file mode: the DKIM key made world-readable (OpenDKIM refuses to use it)', ['dkim'],
+     'file /etc/dkimkeys/', "chmod 0644 " + DKIM_KEYS),
+    (3, 'D44', 'service stopped and disabled: opendkim', ['dkim'], 'unit opendkim.service',
+     "systemctl disable --now opendkim"),
+    (3, 'D45', 'file content: the DKIM signing table emptied', ['dkim'], 'file /etc/opendkim/signing.table',
+     ": > /etc/opendkim/signing.table"),
+    (1, 'D46', 'package removed: opendkim-tools', ['dkim'], 'package opendkim-tools',
+     "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q opendkim-tools >/dev/null"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
@@ -201,6 +218,7 @@ def observe(server):
         state[command] = (result.rc, '\n'.join(sorted(lines)))
     for path in FILES:
         state[path] = host.run("stat -c '%%a %%U %%G' %s && sha256sum %s", path, path).stdout
+    state['dkim keys'] = host.run("stat -c '%%a %%U %%G %%n' %s && sha256sum %s" % (DKIM_KEYS, DKIM_KEYS)).stdout
     state['packages'] = host.run("dpkg-query -W -f '${db:Status-Abbrev} ${Package}\\n' %s" % ' '.join(PACKAGES)).stdout
     for unit in UNITS:
         state['unit ' + unit] = host.run('systemctl is-active %s; systemctl is-enabled %s', unit, unit).stdout

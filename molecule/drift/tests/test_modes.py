@@ -24,7 +24,7 @@ import testinfra
 SERVERS = ['drift-bookworm', 'drift-trixie']
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'converge.yml')
 END = 'End here when the host is already as this role leaves it'
-ROLES = ['anti_relay', 'base', 'content_filter', 'postgrey', 'postscreen', 'tls', 'virtual']
+ROLES = ['anti_relay', 'base', 'content_filter', 'dkim', 'postgrey', 'postscreen', 'tls', 'virtual']
 
 
 def playbook(*args):

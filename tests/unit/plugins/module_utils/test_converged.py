@@ -81,18 +81,43 @@ def read(env):
 
 def test_record_then_read(env):
     runner, state_dir = env['runner'], env['state_dir']
-    assert converged.read(runner, state_dir) == {'records': {}, 'drifted': {}, 'inputs': {}}
+    assert converged.read(runner, state_dir) == {'records': {}, 'drifted': {}, 'inputs': {}, 'facts': {}}
     result = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
     assert result['changed'] is True and result['recorded'] == ['base'] and result['warnings'] == []
     assert result['diff']['before'] == '' and '"role": "base"' in result['diff']['after']
-    assert read(env) == {'records': {'base': INPUT}, 'drifted': {}, 'inputs': {'base': INPUT}}
+    assert read(env) == {'records': {'base': INPUT}, 'drifted': {}, 'inputs': {'base': INPUT}, 'facts': {}}
     # The same record again: nothing to write.
     again = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
     assert (again['changed'], again['recorded']) == (False, [])
     # Another input digest, or another spec, is a new record.
     assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, SPEC(env['dir']), env['dir'])])['changed']
     assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, ['param myhostname'], env['dir'])])['changed']
-    assert read(env) == {'records': {'base': OTHER_INPUT}, 'drifted': {}, 'inputs': {'base': OTHER_INPUT}}
+    assert read(env) == {'records': {'base': OTHER_INPUT}, 'drifted': {}, 'inputs': {'base': OTHER_INPUT}, 'facts': {}}
+
+
+def test_facts_are_read_back_while_the_record_holds(env):
+    """A role's public results (the dkim role's DNS records) come back with a record that holds, and only then."""
+    runner, state_dir = env['runner'], env['state_dir']
+    records = [{'name': 's1._domainkey.example.test', 'type': 'TXT', 'value': 'v=DKIM1; k=rsa; p=AAAA'}]
+    result = converged.record(runner, state_dir, [dict(entry('dkim', INPUT, ['param myhostname'], env['dir']),
+                                                       facts={'dkim_dns_records': records})])
+    assert result['recorded'] == ['dkim']
+    assert read(env)['facts'] == {'dkim': {'dkim_dns_records': records}}
+    # Other facts are a new record; the same facts are not.
+    assert not converged.record(runner, state_dir, [dict(entry('dkim', INPUT, ['param myhostname'], env['dir']),
+                                                         facts={'dkim_dns_records': records})])['changed']
+    other = [dict(records[0], value='v=DKIM1; k=rsa; p=BBBB')]
+    assert converged.record(runner, state_dir, [dict(entry('dkim', INPUT, ['param myhostname'], env['dir']),
+                                                     facts={'dkim_dns_records': other})])['changed']
+    assert read(env)['facts'] == {'dkim': {'dkim_dns_records': other}}
+    # A record that no longer holds returns no facts: its role runs in full and returns them anew.
+    set_param(env['dir'], 'myhostname=other.example.test')
+    state = read(env)
+    assert state['facts'] == {} and state['drifted'] == {'dkim': ['param myhostname']}
+    # Fact names are variable names.
+    with pytest.raises(PostfixError) as err:
+        converged.record(runner, state_dir, [dict(entry('dkim', INPUT, [], env['dir']), facts={'Bad-Name': 1})])
+    assert 'not a variable name' in err.value.msg
 
 
 def test_several_roles_at_once_and_shared_objects(env):
@@ -266,7 +291,7 @@ def test_corrupt_or_foreign_records_are_ignored(env):
         f.write('{not json')
     with open(os.path.join(directory, 'Bad-Name.json'), 'w') as f:
         f.write('{}')
-    assert read(env) == {'records': {}, 'drifted': {}, 'inputs': {}}
+    assert read(env) == {'records': {}, 'drifted': {}, 'inputs': {}, 'facts': {}}
     # A record that is not valid JSON is replaced by the next run's record.
     assert env['converge']()['changed'] is True
     assert read(env)['records'] == {'base': INPUT}

@@ -65,3 +65,20 @@ def test_bad_input_fails_cleanly(run_module, postfix_dir, tmp_path):
     bad_digest = run_module(converged_state, dict(base, records=[{'role': 'base', 'input': 'nope', 'spec': ['param x']}]))
     assert bad_digest['failed'] and 'SHA-256' in bad_digest['msg']
     assert not os.path.exists(state_dir)
+
+
+def test_facts_come_back_while_the_record_holds(run_module, postfix_dir, tmp_path):
+    """The facts a role recorded (the dkim role's DNS records) are read back while its record holds, and only then."""
+    state_dir = str(tmp_path / 'state')
+    facts = {'dkim_dns_records': [{'name': 's1._domainkey.example.test', 'type': 'TXT', 'value': 'v=DKIM1; k=rsa; p=AA'}]}
+    entry = {'role': 'dkim', 'input': DIGEST, 'spec': ['param myhostname'], 'config_dir': postfix_dir, 'facts': facts}
+    assert run_module(converged_state, {'action': 'record', 'records': [entry], 'state_dir': state_dir})['changed']
+    state = run_module(converged_state, {'state_dir': state_dir})
+    assert state['records'] == {'dkim': DIGEST} and state['facts'] == {'dkim': facts}
+    # Without facts, the record is written again (the old facts would be stale).
+    again = run_module(converged_state, {'action': 'record', 'records': [dict(entry, facts={})], 'state_dir': state_dir})
+    assert again['changed'] is True
+    assert run_module(converged_state, {'state_dir': state_dir})['facts'] == {}
+    bad = run_module(converged_state, {'action': 'record', 'state_dir': state_dir,
+                                       'records': [dict(entry, facts={'no-name': 1})]})
+    assert bad['failed'] and 'not a variable name' in bad['msg']

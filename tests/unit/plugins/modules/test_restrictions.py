@@ -414,3 +414,27 @@ def test_symlinked_record_is_followed(run_module, postfix_dir, tmp_path):
     assert os.path.islink(link) and os.readlink(link) == real
     with open(real) as f:
         assert json.load(f)['lists'] == {RCPT: {'postgrey': GREY}}
+
+
+def test_milter_lists_compose_like_restriction_lists(run_module, postfix_dir):
+    """A milter list, as the dkim role composes it: a milter written by hand is kept, the owner's milter
+    (with its settings in braces) goes after it, another spelling of the owner's socket is taken out with
+    ``remove``, and a changed socket replaces the old one."""
+    signer = '{ inet:127.0.0.1:8891, default_action=accept }'
+    postconf(postfix_dir, '-e', 'smtpd_milters=inet:127.0.0.1:9999, { inet:127.0.0.1:8891, default_action=tempfail }')
+    args = dict(config_dir=postfix_dir, name='smtpd_milters', owner='dkim', items=[signer], allow_unknown=True,
+                remove=['{ inet:127.0.0.1:8891, default_action=tempfail }'])
+    result = four_steps(run_module, args)
+    assert value(postfix_dir, 'smtpd_milters') == 'inet:127.0.0.1:9999, ' + signer
+    assert result['items'] == ['inet:127.0.0.1:9999', signer] and result['owned'] == [signer]
+    # Without allow_unknown the braces are refused as an unknown restriction.
+    refused = run_module(restrictions, dict(args, items=['{ inet:127.0.0.1:8892, default_action=accept }'], allow_unknown=False))
+    assert refused.get('failed') and 'Unknown restriction' in refused['msg'], refused
+    # The milter moved to another port: the old item, recorded as the owner's, goes.
+    moved = '{ inet:127.0.0.1:8892, default_action=accept }'
+    four_steps(run_module, dict(args, items=[moved], remove=[]))
+    assert value(postfix_dir, 'smtpd_milters') == 'inet:127.0.0.1:9999, ' + moved
+    # Removed by hand: put back, after the hand-written milter.
+    postconf(postfix_dir, '-e', 'smtpd_milters=inet:127.0.0.1:9999')
+    four_steps(run_module, dict(args, items=[moved], remove=[]))
+    assert value(postfix_dir, 'smtpd_milters') == 'inet:127.0.0.1:9999, ' + moved
