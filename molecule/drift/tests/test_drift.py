@@ -18,7 +18,8 @@ on both servers, then:
 Edits run in a few rounds (so that the suite stays short); a round never edits one object twice, and
 each edit must be named, as its own item, among what its role's record found changed. The three
 dangerous edits are also proven repaired over SMTP from the outside client: relaying is refused,
-greylisting answers 450, a blocked sender is refused.
+greylisting answers 450, a blocked sender is refused. Those probes pass through the SPF check (the
+example inventory enables it) on their way to greylisting.
 """
 
 import json
@@ -45,10 +46,11 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/postfix/estafeta-restrictions.json', '/etc/ssl/certs/postfix.pem', '/etc/ssl/private/postfix.key',
          '/etc/default/postgrey', '/etc/postgrey/whitelist_clients.local', '/etc/postgrey/whitelist_recipients.local',
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
-         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix']
+         '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
+         '/etc/postfix-policyd-spf-python/policyd-spf.conf']
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
-PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert']
+PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert', 'postfix-policyd-spf-python']
 UNITS = ['postfix', 'postgrey', 'dovecot', 'amavis']
 
 # (round, id, what, roles whose record covers it, drifted item expected in each, shell edit)
@@ -108,6 +110,20 @@ EDITS = [
      "postconf -e virtual_alias_maps=hash:/etc/postfix/other"),
     (2, 'D26', 'file owner: the submission users file given to nobody', [], None,
      "chown nobody /etc/dovecot/estafeta-postfix-users"),
+    # SPF checking (anti_relay_spf_enabled in the example inventory).
+    (1, 'D50', 'restriction list: the SPF policy check removed from smtpd_recipient_restrictions',
+     ['anti_relay', 'postgrey'], 'list smtpd_recipient_restrictions',
+     "postconf -e \"smtpd_recipient_restrictions=$(postconf -h smtpd_recipient_restrictions "
+     "| sed 's/, *check_policy_service unix:private\\/policy-spf//')\""),
+    (2, 'D51', 'master.cf: the SPF policy service run as nobody', ['anti_relay'], 'service policy-spf/unix',
+     "postconf -F 'policy-spf/unix/command=spawn user=nobody argv=/usr/bin/policyd-spf'"),
+    (2, 'D52', 'file content: the SPF policy no longer refuses a fail', ['anti_relay'],
+     'file /etc/postfix-policyd-spf-python/policyd-spf.conf',
+     "sed -i 's/^Mail_From_reject = .*/Mail_From_reject = False/' /etc/postfix-policyd-spf-python/policyd-spf.conf"),
+    (3, 'D53', 'main.cf: policy-spf_time_limit changed', ['anti_relay'], 'param policy-spf_time_limit',
+     "postconf -e policy-spf_time_limit=10"),
+    (3, 'D54', 'package removed: postfix-policyd-spf-python', ['anti_relay'], 'package postfix-policyd-spf-python',
+     "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q postfix-policyd-spf-python >/dev/null"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
@@ -274,3 +290,13 @@ def test_dangerous_edits_repaired_over_smtp(host, drift):
         assert proofs['relay'].startswith('554') and 'Relay access denied' in proofs['relay'], (case_id, proofs)
         assert proofs['greylist'].startswith('450') and 'reylist' in proofs['greylist'], (case_id, proofs)
         assert proofs['blocked'].startswith('554') and 'Access denied' in proofs['blocked'], (case_id, proofs)
+
+
+def test_null_sender_probes_pass_the_spf_check(host, drift):
+    """The SMTP proofs send with the null sender, so the SPF policy (before greylisting) checks the client's HELO
+    name alone: this scenario has no DNS record for it, the result is "none", and the probe goes on to postgrey
+    (the 450 above). Proof that the probes passed through the SPF check, not around it."""
+    client_ip = CLIENT.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+    log = host.run('journalctl -t policyd-spf -o cat --no-pager').stdout
+    assert re.search(r'prepend Received-SPF: None \(no SPF record\) identity=helo; client-ip=%s; helo=\S+; '
+                     r'envelope-from=<>;' % re.escape(client_ip), log), log[-3000:]
