@@ -15,8 +15,9 @@ network made here is named bench-*.
 
   1. floor        gather facts and read `postconf -n` once (bench/playbooks/floor.yml)
   2. comparable   smarthost + SASL + TLS encrypt, mynetworks, virtual aliases, transport routes,
-                  header checks (bench/playbooks/comparable.yml): fresh converge, re-runs, a full
-                  configuration run, hand edits (bench/playbooks/drift.yml) and the run that repairs them
+                  header checks (bench/playbooks/comparable.yml): fresh converge, re-runs, a full converge
+                  of the configuration (bench/playbooks/reset.yml first), hand edits (bench/playbooks/drift.yml)
+                  and the run that repairs them
   3. complete     playbooks/complete_mailserver.yml with the demo inventory's settings
   4. modules      bench/module_bench.py (postconf_set vs lineinfile, 10,000-entry postmap_file)
   5. fleet        the comparable workload on N = 1, 4, 8, 16 fresh hosts, forks = N
@@ -268,7 +269,7 @@ def apt_by_hand(fleet, packages, name):
 
 
 def bench_workload(fleet, label, play, group_vars, reps, drift_play=None):
-    """Fresh converge, idempotent re-runs and the floor, a full configuration run and a drift repair, on one host."""
+    """Fresh converge, idempotent re-runs and the floor, a full converge of the configuration and a drift repair, on one host."""
     name = 'bench-%s' % label
     hosts = fleet.start([name])
     base_packages = manual_packages(name)
@@ -283,9 +284,11 @@ def bench_workload(fleet, label, play, group_vars, reps, drift_play=None):
             log('%s: re-run %d and floor %d' % (label, i + 1, i + 1))
             reruns.append(playbook(inv, play))
             floors.append(playbook(inv, os.path.join(HERE, 'playbooks', 'floor.yml')))
-        # Every task of every role on the converged host (no early end): a full converge of the configuration.
-        log('%s: full configuration run (common_fast_rerun=false)' % label)
-        full = playbook(inv, play, tag='full', extra_args=['-e', 'common_fast_rerun=false'])
+        # A full converge of the configuration: Debian's configuration back, the packages left in place.
+        log('%s: full converge of the configuration (after bench/playbooks/reset.yml)' % label)
+        playbook(inv, os.path.join(HERE, 'playbooks', 'reset.yml'))
+        full = playbook(inv, play, tag='full')
+        playbook(inv, play, tag='after-full')
         drift = None
         if drift_play:
             log('%s: hand edits, then the run that repairs them' % label)
@@ -642,7 +645,7 @@ def targets(results):
         d, full = w.get('drift_repair'), w.get('full_configuration')
         if d and full:
             out.append(('%s: a re-run after hand edits repairs them (changed, then zero changed) in at most the time of '
-                        'a full configuration run' % key, '%.1f s vs %.1f s; changed %d, then %d' % (
+                        'a full converge of the configuration' % key, '%.1f s vs %.1f s; changed %d, then %d' % (
                             d['seconds'], full['seconds'], d['changed'], d['after']['changed']),
                         d['seconds'] <= full['seconds'] and d['changed'] > 0 and d['after']['changed'] == 0))
     pe = results.get('peer')
@@ -695,7 +698,7 @@ def markdown(results):
         lines.append('| %s | %s | %s |' % (name, measured, verdict(ok)))
     lines += ['', '## Playbooks', '',
               '| Workload | Fresh converge (s) | Re-run (s) | Floor (s) | Re-run / floor | Tasks run (re-run) '
-              '| Changed (converge / re-run) | Full configuration run (s) | Drift repair (s) | Same packages by hand (s) |',
+              '| Changed (converge / re-run) | Full converge of the configuration (s) | Drift repair (s) | Same packages by hand (s) |',
               '|---|---|---|---|---|---|---|---|---|---|']
     for key, title in (('comparable', 'Comparable workload'), ('complete', 'Complete server')):
         w = results.get(key)
@@ -719,8 +722,8 @@ def markdown(results):
               '  (as `make demo` converges it: amavisd-new, postgrey, TLS, anti-relay, virtual aliases).',
               '- Same packages by hand: a fresh host, `apt-get update && apt-get install -y` of the packages the converge',
               '  marked as manually installed (listed in performance.json).',
-              '- Full configuration run: the workload again on the converged host with `-e common_fast_rerun=false`',
-              '  (every task of every role, packages already there): what a converge of the configuration costs.',
+              '- Full converge of the configuration: `bench/playbooks/reset.yml` puts back Debian\'s configuration (packages',
+              '  left in place), then the workload runs: every role runs every task and changes what it manages.',
               '- Drift repair (comparable workload): after `bench/playbooks/drift.yml` edited by hand one object of each',
               '  role, the run that repairs them all; the run after it changed nothing.']
     pe = results.get('peer')

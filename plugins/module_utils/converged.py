@@ -376,8 +376,9 @@ def drifted_items(runner, record, views):
 def read(runner, state_dir):
     """What the roles need at the start of a play (see the module's RETURN)."""
     views = {}
-    result = {'records': {}, 'drifted': {}}
+    result = {'records': {}, 'drifted': {}, 'inputs': {}}
     for role, record in load_records(state_dir).items():
+        result['inputs'][role] = record['input']
         drifted = drifted_items(runner, record, views)
         if drifted:
             result['drifted'][role] = drifted

@@ -125,6 +125,12 @@ drifted:
   returned: action is V(read)
   type: dict
   sample: {anti_relay: [list smtpd_relay_restrictions anti_relay]}
+inputs:
+  description:
+    - Per role with a record, held or not, the input digest it was recorded with. With RV(drifted) it tells a role
+      that runs in full what it may skip (its packages, when none of them drifted and its input is the same).
+  returned: action is V(read)
+  type: dict
 recorded:
   description: The roles whose record was written (the others already said the same).
   returned: action is V(record)

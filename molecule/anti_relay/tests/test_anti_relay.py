@@ -9,7 +9,9 @@
 * a client listed in a DNS blocklist, and a sender domain listed in a domain blocklist (both
   served by the test DNS server), are rejected;
 * on port 587, AUTH is offered only after STARTTLS, relaying is refused without AUTH and
-  accepted after it;
+  accepted after it; TLS below 1.2 is refused there (port 25 still accepts it);
+* the submission users' hashes survive a re-run, a changed password gets a new hash with a new
+  salt, and neither passwords nor hashes show in the run's output;
 * Debian 12: the (unsafe) sender whitelist lets its senders relay;
 * Debian 13: HELO is not required, and every restriction list is overridden (items added or
   left out), and each override
@@ -17,6 +19,10 @@
   the control).
 """
 
+import json
+import os
+import re
+import subprocess
 import uuid
 
 import pytest
@@ -68,18 +74,22 @@ def test_restriction_lists(server):
     if overridden(server):
         assert "check_recipient_access btree:/etc/postfix/sender_access" in relay
         assert "reject_rhsbl_recipient rcpt.test" in recipient
-        assert sender.startswith("check_sender_access btree:/etc/postfix/sender_access")
+        # Our own clients first, also in an overridden list: its checks are for strangers.
+        assert sender == ("permit_mynetworks, permit_sasl_authenticated, "
+                          "check_sender_access btree:/etc/postfix/sender_access, reject_non_fqdn_sender")
         assert "reject_unknown_sender_domain" not in sender
         assert "reject_non_fqdn_helo_hostname" in lists["smtpd_helo_restrictions"]
         assert "reject_rbl_client cl.test" in lists["smtpd_client_restrictions"]
     else:
         assert relay == "permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination"
         assert "rcpt.test" not in recipient
-        assert sender.startswith("check_sender_access hash:/etc/postfix/access")
-        assert "reject_unknown_sender_domain" in sender
+        # Our own clients first: the access list and the sender checks are for strangers.
+        assert sender == ("permit_mynetworks, permit_sasl_authenticated, check_sender_access hash:/etc/postfix/access, "
+                          "reject_non_fqdn_sender, reject_unknown_sender_domain")
         assert "reject_non_fqdn_helo_hostname" not in lists["smtpd_helo_restrictions"]
         assert "check_sender_access hash:/etc/postfix/relay_senders" in recipient
         assert "cl.test" not in lists.get("smtpd_client_restrictions", "")
+    assert lists["smtpd_helo_restrictions"].startswith("permit_mynetworks, permit_sasl_authenticated")
     assert lists["mynetworks"] == "127.0.0.0/8, [::1]/128, 192.168.2.0/24, 172.16.3.4/32"
     assert lists["smtpd_helo_required"] == ("no" if overridden(server) else "yes")
     # The ownership record next to main.cf.
@@ -293,3 +303,111 @@ def test_submission_wrong_password(server, client):
                        "--auth", "PLAIN", "--auth-user", "alice", "--auth-password", "wrong",
                        "--from", "alice@example.test", "--to", "someone@foreign.test", "--quit-after", "RCPT")
     assert "535 5.7.8" in out, out
+
+
+def s_client(host, target, *options):
+    return host.run("timeout 20 openssl s_client -connect %s -starttls smtp -cipher 'DEFAULT:@SECLEVEL=0' %s </dev/null",
+                    target, ' '.join(options))
+
+
+def protocol_of(result):
+    match = re.search(r'Protocol\s*:\s*(TLSv[0-9.]+)', result.stdout)
+    return match.group(1) if match and 'Cipher is (NONE)' not in result.stdout else None
+
+
+def test_submission_refuses_tls_below_1_2(server, client):
+    assert server.check_output('postconf -P submission/inet/smtpd_tls_mandatory_protocols') \
+        == 'submission/inet/smtpd_tls_mandatory_protocols = >=TLSv1.2'
+    ip = address(server)
+    # Control: OpenSSL on both sides would speak TLS 1.1 (port 25, opportunistic TLS at Postfix's defaults).
+    assert protocol_of(s_client(client, '%s:25' % ip, '-tls1_1')) == 'TLSv1.1'
+    old = s_client(client, '%s:587' % ip, '-tls1_1')
+    # Refused by the server (its protocol-version alert), not by some client-side error.
+    assert protocol_of(old) is None and 'alert protocol version' in old.stdout, old.stdout + old.stderr
+    assert protocol_of(s_client(client, '%s:587' % ip, '-tls1_2')) == 'TLSv1.2'
+
+
+# ---------------------------------------------------------------- the submission users' hashes across runs
+
+USERS_FILE = "/etc/dovecot/estafeta-postfix-users"
+SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_RUNS = {}
+
+
+def converge(extra=None):
+    """Run the scenario's converge playbook on both servers; returns (rc, output)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    cmd = ["ansible-playbook", "-i", env["MOLECULE_INVENTORY_FILE"], os.path.join(SCENARIO_DIR, "converge.yml"),
+           "--diff", "-v"]
+    if extra:
+        cmd += ["-e", json.dumps(extra)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1200, check=False)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def users_lines(host):
+    return dict(line.split(":", 1) for line in host.file(USERS_FILE).content_string.splitlines()
+                if line and not line.startswith("#"))
+
+
+def salt(stored):
+    return stored.split("$")[-2]
+
+
+@pytest.fixture
+def password_change(server):
+    """Once: the users file before, after a run that changes alice's password, and after the original run again."""
+    if not _RUNS:
+        servers = [testinfra.get_host("docker://" + name) for name in ("anti_relay-bookworm", "anti_relay-trixie")]
+        _RUNS["before"] = [users_lines(h) for h in servers]
+        _RUNS["changed"] = converge({"anti_relay_submission_users": [
+            {"name": "alice", "password": "N3w-molecule-secret"}, {"name": "bob", "hash": "{PLAIN}bob-secret"}]})
+        _RUNS["after_change"] = [users_lines(h) for h in servers]
+        _RUNS["auth_new"] = [auth(h, "alice", "N3w-molecule-secret") for h in servers]
+        _RUNS["auth_old"] = [auth(h, "alice", "molecule-secret") for h in servers]
+        _RUNS["restored"] = converge()
+        _RUNS["after_restore"] = [users_lines(h) for h in servers]
+        # The role in full (not the fast re-run, which would keep the file anyway): the hash still verifies.
+        _RUNS["again"] = converge({"common_fast_rerun": False})
+        _RUNS["after_again"] = [users_lines(h) for h in servers]
+        _RUNS["servers"] = [h.backend.get_hostname() for h in servers]
+    return _RUNS
+
+
+def auth(server, user, password):
+    client = testinfra.get_host("docker://" + CLIENT)
+    dummy, text = swaks(client, "--server", address(server), "--port", "587", "--helo", HELO, "--tls",
+                        "--auth", "PLAIN", "--auth-user", user, "--auth-password", password,
+                        "--from", "%s@example.test" % user, "--to", "alice@example.test", "--quit-after", "AUTH")
+    return text
+
+
+def test_submission_hashes_kept_and_renewed(server, password_change):
+    runs = password_change
+    i = runs["servers"].index(server.backend.get_hostname())
+    before, changed, restored, again = (runs["before"][i], runs["after_change"][i], runs["after_restore"][i],
+                                        runs["after_again"][i])
+    assert before["alice"].startswith("{SHA512-CRYPT}$6$rounds=50000$")
+    # A new password: a new hash with a new salt for alice; bob's line is untouched.
+    assert changed["alice"] != before["alice"] and salt(changed["alice"]) != salt(before["alice"])
+    assert changed["bob"] == before["bob"] == "{PLAIN}bob-secret"
+    assert "235 2.7.0 Authentication successful" in runs["auth_new"][i]
+    assert "535 5.7.8" in runs["auth_old"][i]
+    # Back to the old password: again a new random salt (nothing is derived from the name or the host).
+    assert salt(restored["alice"]) not in (salt(before["alice"]), salt(changed["alice"]))
+    # A run with nothing changed keeps every hash.
+    assert again == restored
+    assert "235 2.7.0 Authentication successful" in auth(server, "alice", "molecule-secret")
+    users = server.file(USERS_FILE)
+    assert (users.user, users.group, users.mode) == ("root", "dovecot", 0o640)
+
+
+def test_submission_runs_show_no_secret(server, password_change):
+    for key in ("changed", "restored", "again"):
+        rc, out = password_change[key]
+        assert rc == 0, out[-3000:]
+        for secret in ("N3w-molecule-secret", "molecule-secret", "bob-secret", "$6$rounds="):
+            assert secret not in out, (key, secret)
+    rc, out = password_change["again"]
+    assert re.search(r"anti_relay-bookworm\s*:\s*ok=\d+\s+changed=0\b", out), out[-1500:]
+    assert re.search(r"anti_relay-trixie\s*:\s*ok=\d+\s+changed=0\b", out), out[-1500:]

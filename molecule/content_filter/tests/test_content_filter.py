@@ -113,7 +113,8 @@ def test_master_services(host):
     assert 'smtp-amavis/unix/smtp_send_xforward_command = yes' in overrides
     service = '%s:%d' % reinject(host)
     listener = host.check_output("postconf -M '%s/inet'" % service).split()
-    assert listener[:8] == [service, 'inet', 'n', '-', 'n', '-', '-', 'smtpd']
+    # Twice as many processes as amavisd-new has children (content_filter_amavis_maxproc): never at its limit.
+    assert listener[:8] == [service, 'inet', 'n', '-', 'n', '-', '6' if trixie(host) else '4', 'smtpd']
     overrides = host.check_output("postconf -P '%s/inet'" % service).splitlines()
     expected = {
         'content_filter': '', 'local_recipient_maps': '', 'relay_recipient_maps': '',
@@ -124,6 +125,9 @@ def test_master_services(host):
         'mynetworks': '127.0.0.0/8', 'strict_rfc821_envelopes': 'yes',
         'smtpd_error_sleep_time': '0', 'smtpd_soft_error_limit': '1001',
         'smtpd_hard_error_limit': '1000',
+        'receive_override_options': 'no_header_body_checks,no_unknown_recipient_checks,no_milters',
+        'smtpd_authorized_xforward_hosts': '127.0.0.0/8',
+        'smtpd_client_connection_count_limit': '0', 'smtpd_client_connection_rate_limit': '0',
     }
     if trixie(host):
         expected['smtpd_client_connection_count_limit'] = '10'
@@ -141,6 +145,10 @@ def test_amavis_and_reinjection_listening(host):
     assert host.socket('tcp://%s:%d' % reinject(host)).is_listening
     conf = host.file('/etc/amavis/conf.d/40-estafeta_postfix').content_string
     assert '$myhostname = "mail.example.test";' in conf
+    # As many amavisd-new children as Postfix opens connections to it (smtp-amavis maxproc 2).
+    assert '$max_servers = 2;' in conf
+    children = host.check_output("ps -o args= -u amavis | grep 'amavisd (' | grep -vc '(master)'")
+    assert children == '2', host.check_output('ps -o args= -u amavis')
 
 
 def test_guide_subject_rejected_with_its_text(host):
@@ -246,6 +254,68 @@ def test_clean_message_passes_amavis_and_reaches_mailbox(host, clamd):
     # amavisd-new handed the message back through the re-injection listener's port.
     assert 'status=sent' in line and 'from MTA(smtp:[%s]:%d)' % reinject(host) in line, line
     assert 'Passed CLEAN' in amavis_log(host, qid)
+
+
+def test_prepend_rule_acts_once(host):
+    """header_checks run when Postfix receives the message, not again when amavisd-new hands it back."""
+    subject = 'estafeta prepend %s' % uuid.uuid4().hex
+    result = send(host, headers(subject) + '\nhello\n')
+    assert result['code'] == 250, result
+    message = mailbox_message(wait_for_mailbox(host, subject), subject)
+    assert '(amavis, port 10024)' in message
+    assert message.count('X-Estafeta-Prepended: by header_checks') == 1, message
+
+
+# Runs inside the container: like SEND, but from the host's own network address (not loopback).
+SEND_FROM = SEND.replace('s = smtplib.SMTP("127.0.0.1", 25, timeout=60)',
+                         's = smtplib.SMTP(sys.argv[2], 25, timeout=60, source_address=(sys.argv[2], 0))')
+
+
+def test_reinjection_keeps_the_original_client(host):
+    """amavisd-new passes the original client on (XFORWARD): the re-injection smtpd logs it, and the
+    Received: header it adds names it, not localhost."""
+    address = host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+    subject = 'xforward %s' % uuid.uuid4().hex
+    script = SEND_FROM.replace("'", "'\"'\"'")
+    data = (headers(subject) + '\nhello\n').replace("'", "'\"'\"'")
+    result = json.loads(host.check_output("printf '%%s' '%s' | python3 -c '%s' %s %s" % (data, script, RCPT, address)))
+    assert result['code'] == 250, result
+    qid = queue_id(result)
+    message = mailbox_message(wait_for_mailbox(host, subject), subject)
+    # The topmost Received: is the re-injection smtpd's (after amavisd-new's own).
+    received = re.findall(r'^Received: (.*?)(?=^\S)', message[message.index('Received:'):], re.M | re.S)
+    assert 'with ESMTP' in received[0] and 'by mail.example.test (Postfix)' in received[0], received
+    assert '[%s]' % address in received[0] and 'client.example.org' in received[0], received[0]
+    assert '127.0.0.1' not in received[0], received[0]
+    reinjected = [line for line in host.file('/var/log/mail.log').content_string.splitlines()
+                  if 'orig_queue_id=%s' % qid in line]
+    assert reinjected and 'orig_client=' in reinjected[0] and '[%s]' % address in reinjected[0], reinjected
+
+
+def test_burst_through_amavis_without_deferral(host):
+    """A short form of make stress: 10 sessions, 100 messages through amavisd-new (ClamAV and SpamAssassin),
+    while another local client holds a connection to the re-injection port. Every message is counted in the
+    mailbox; none may be deferred."""
+    token = uuid.uuid4().hex[:10]
+    rcpt = 'alice+burst%s@mail.example.test' % token
+    holder = 'estafeta-hold-%s' % token
+    host.run_expect([0], "systemd-run --unit=%s python3 -c 'import socket, time; s = socket.create_connection((\"127.0.0.1\", "
+                    "10025)); time.sleep(600)'" % holder)
+    try:
+        host.run_expect([0], '/usr/sbin/smtp-source -s 10 -m 100 -f load@example.org -t %s 127.0.0.1:25' % rcpt)
+        deadline = time.time() + 600
+        count = 0
+        while time.time() < deadline:
+            count = int(host.run("grep -c '^Delivered-To: %s$' /var/mail/alice" % rcpt).stdout.strip() or 0)
+            if count >= 100:
+                break
+            time.sleep(3)
+    finally:
+        host.run('systemctl stop %s' % holder)
+    log = host.file('/var/log/mail.log').content_string
+    deferred = [line for line in log.splitlines() if 'to=<%s>' % rcpt in line and 'status=deferred' in line]
+    assert count == 100 and not deferred, (count, deferred[:3])
+    assert rcpt not in host.run('postqueue -j').stdout
 
 
 def test_clamav_runs_with_the_local_signatures_only(host):

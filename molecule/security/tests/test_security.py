@@ -11,6 +11,7 @@ the servers from here, with Molecule's inventory. Every test stands alone: what 
 look at (the relay attempts, the fault runs) is made once by a fixture, whichever test asks first.
 """
 
+import base64
 import json
 import os
 import re
@@ -313,6 +314,115 @@ def test_key_type_and_size(host):
     assert expected in served, served[:1500]
 
 
+# ---------------------------------------------------------------- credentials towards relays
+
+# The relay credentials in every form a client could send them: AUTH PLAIN (authzid, user, password),
+# AUTH LOGIN (user and password apart), and the password itself.
+RELAY_USER, RELAY_PASSWORD = 'relayuser', SECRETS[1]
+CREDENTIAL_FORMS = [RELAY_PASSWORD,
+                    base64.b64encode(('\0%s\0%s' % (RELAY_USER, RELAY_PASSWORD)).encode()).decode(),
+                    base64.b64encode(('%s\0%s\0%s' % (RELAY_USER, RELAY_USER, RELAY_PASSWORD)).encode()).decode(),
+                    base64.b64encode(RELAY_PASSWORD.encode()).decode(),
+                    base64.b64encode(RELAY_USER.encode()).decode()]
+
+
+def captured(port, since):
+    """Every connection the capture relay got on ``port`` after ``since`` (its log name starts with the time)."""
+    names = CLIENT.run('ls /srv/capture/%s 2>/dev/null', str(port)).stdout.split()
+    return [CLIENT.file('/srv/capture/%s/%s' % (port, name)).content_string
+            for name in sorted(names) if int(name.split('-')[0]) >= int(since)]
+
+
+def queued(host, token):
+    """{queue id: delay reason} of the queued messages whose recipient holds ``token``."""
+    found = {}
+    for line in host.run('postqueue -j').stdout.splitlines():
+        message = json.loads(line)
+        for rcpt in message['recipients']:
+            if token in rcpt['address']:
+                found[message['queue_id']] = rcpt.get('delay_reason', '')
+    return found
+
+
+def relay_attempt(host, sender, rcpt, port):
+    """Send one message from the server itself; wait until its delivery to the capture relay was tried.
+    Returns (sessions the capture relay recorded, delay reason); the message is removed from the queue."""
+    since = int(CLIENT.check_output('date +%s')) - 1
+    token = rcpt.split('@')[0]
+    host.run_expect([0], "printf 'Subject: %%s\\n\\nbody\\n' %s | /usr/sbin/sendmail -f %s %s", token, sender, rcpt)
+    try:
+        assert wait(lambda: any(reason for reason in queued(host, token).values()), 90), host.run('postqueue -p').stdout
+        reasons = list(queued(host, token).values())
+        assert wait(lambda: captured(port, since), 30)
+        return captured(port, since), reasons[0]
+    finally:
+        for qid in queued(host, token):
+            host.run('postsuper -d %s', qid)
+
+
+def test_no_password_to_a_relay_without_starttls(host, case):
+    case('S13', 'A relay that receives credentials (a sender-dependent relay with a username, TLS level left at the '
+                'role default) offers AUTH PLAIN LOGIN but no STARTTLS; every byte the server sends it is recorded')
+    token = 'tlsreq-%s' % uuid.uuid4().hex[:10]
+    assert host.check_output('postmap -q %s hash:/etc/postfix/smarthost_tls_policy', '[capture.example.test]:2526') \
+        == 'encrypt protocols=>=TLSv1.2'
+    sessions, reason = relay_attempt(host, 'app@tls-required.example.test', '%s@far.test' % token, 2526)
+    assert 'TLS is required, but was not offered' in reason, reason
+    for session in sessions:
+        assert 'EHLO' in session
+        assert 'AUTH' not in session.upper() and 'MAIL FROM' not in session.upper(), session
+        for form in CREDENTIAL_FORMS:
+            assert form not in session, 'the relay received the credentials: %r' % session
+    case.evidence('the policy says "encrypt protocols=>=TLSv1.2"; the message stayed queued (%s); the relay recorded '
+                  '%d session(s) of EHLO and QUIT only: no AUTH, no MAIL, neither the password nor the user in any '
+                  'encoding' % (reason, len(sessions)))
+
+
+def test_no_plaintext_mechanism_without_tls(host, case):
+    case('S14', 'The same sender\'s credentials towards a route the TLS policy does not cover (a transport map entry, '
+                'opportunistic TLS), to a relay that offers AUTH PLAIN LOGIN but no STARTTLS')
+    assert 'noplaintext' in host.check_output('postconf -h smtp_sasl_security_options')
+    assert host.run('postmap -q %s hash:/etc/postfix/smarthost_tls_policy', '[capture.example.test]:2527').rc == 1
+    token = 'noplain-%s' % uuid.uuid4().hex[:10]
+    sessions, reason = relay_attempt(host, 'app@tls-required.example.test', '%s@noplaintext.test' % token, 2527)
+    assert 'SASL authentication failed' in reason and 'no mechanism available' in reason, reason
+    for session in sessions:
+        assert 'AUTH' not in session.upper() and 'MAIL FROM' not in session.upper(), session
+        for form in CREDENTIAL_FORMS:
+            assert form not in session, 'the relay received the credentials: %r' % session
+    case.evidence('smtp_sasl_security_options = %s; the message stayed queued (%s); the relay recorded EHLO and QUIT '
+                  'only, no credentials' % (host.check_output('postconf -h smtp_sasl_security_options'), reason))
+
+
+# ---------------------------------------------------------------- our own users and a sender domain that does not resolve
+
+UNRESOLVABLE = ['someone@unresolvable-%s.test', 'someone@intranet-%s']
+
+
+def test_own_users_may_use_an_unresolvable_sender_domain(host, case):
+    case('S15', 'Sender domains that do not resolve (an unknown .test domain, a name without a dot): from the outside '
+                'client on port 25, from an authenticated user on port 587, from a local application (127.0.0.1)')
+    server = ALIAS[name_of(host)]
+    seen = []
+    for pattern in UNRESOLVABLE:
+        sender = pattern % uuid.uuid4().hex[:6]
+        rc, out = swaks(server, '--helo', 'outside.test', '--from', sender, '--to', 'postmaster@example.test',
+                        '--quit-after', 'RCPT')
+        refused = reply_to(out, 'RCPT TO')
+        assert refused[:1] in ('4', '5') and 'Sender address rejected' in refused, out
+        token = uuid.uuid4().hex[:10]
+        rc, out = swaks(server, '--port', '587', '--tls', '--helo', 'outside.test', '--auth', 'PLAIN',
+                        '--auth-user', 'alice', '--auth-password', SECRETS[0], '--from', sender,
+                        '--to', 'own-%s@far.test' % token)
+        assert rc == 0 and reply_to(out, 'RCPT TO').startswith('250'), out
+        local = host.run("swaks --server 127.0.0.1 --helo localhost --from %s --to local-%s@far.test --timeout 20",
+                         sender, token)
+        assert local.rc == 0, local.stdout + local.stderr
+        assert wait(lambda: sink_count('own-%s@far' % token) == 1 and sink_count('local-%s@far' % token) == 1, 60)
+        seen.append('%s: outside -> %s; alice on 587 and 127.0.0.1 -> delivered' % (sender.split('@')[1], refused))
+    case.evidence('; '.join(seen))
+
+
 # ---------------------------------------------------------------- faults (ansible-playbook against the servers)
 
 KILL_TASK = 'estafeta.postfix.base : Set the main.cf parameters]'
@@ -572,7 +682,7 @@ def test_noop_run_skips_configuration(host, case, faults):
     # end would print "skipping:" under the task.
     ends = [(name, body) for name, body in tasks_run(out) if name.endswith(' : End here when the host is already as this role leaves it')]
     ended = sorted(set(name.split(' : ')[0].split('.')[-1] for name, body in ends))
-    assert ended == ['anti_relay', 'base', 'smarthost', 'tls'], ended
+    assert ended == ['anti_relay', 'base', 'smarthost', 'tls', 'transport'], ended
     assert not [name for name, body in ends if re.search(r'^skipping: ', body, re.M)]
     case.evidence('changed=0 on both servers; the roles %s ended at their first task, on the controller; no task '
                   'ran on the servers but the one that read the records' % ', '.join(ended))

@@ -16,12 +16,14 @@ Received header, so two clients sending at once cannot be mistaken for each othe
 """
 
 import json
+import os
 import re
+import time
 import uuid
 
 import pytest
 import testinfra
-from molecule_helpers import log_lines, wait_until
+from molecule_helpers import log_lines, run_playbook, wait_until
 
 RELAY = testinfra.get_host('docker://smarthost-relay')
 # Clients whose mail must stay queued, and why.
@@ -74,6 +76,22 @@ def relay_message(token):
     return ''
 
 
+def relay_fingerprint():
+    return RELAY.check_output('openssl x509 -in /etc/ssl/certs/postfix.pem -noout -fingerprint -sha256').split('=')[-1]
+
+
+# The policy each client has towards the relay (both ports): mandatory TLS (the clients send credentials),
+# TLS 1.2 or later, and the certificate verified (bookworm: CA and name) or pinned (trixie).
+def expected_policy(host):
+    name = host.backend.get_hostname()
+    if name == 'smarthost-bookworm':
+        return 'secure protocols=>=TLSv1.2'
+    if name == 'smarthost-trixie':
+        # smarthost_tls_mandatory_protocols: TLS 1.3 only towards the relay (it speaks it).
+        return 'fingerprint protocols=>=TLSv1.3 match=%s' % relay_fingerprint()
+    return 'encrypt protocols=>=TLSv1.2'
+
+
 def relay_session(message):
     """The relay's log line that names the client and its SASL login for this message (by its queue id)."""
     match = re.search(r'by relay\.example\.test \(Postfix\) with (\w+) id ([0-9A-Za-z]+)', message)
@@ -108,10 +126,24 @@ def test_main_cf(host):
     assert host.check_output('postconf -h smtp_tls_policy_maps') == 'hash:' + policy
     assert host.check_output('postconf -h sender_dependent_relayhost_maps') == 'hash:' + senders
     assert host.check_output('postconf -h smtp_sender_dependent_authentication') == 'yes'
-    # The global client TLS level is untouched; the relay gets "encrypt" through the policy table.
+    # No plaintext mechanism without TLS; PLAIN and LOGIN inside TLS.
+    assert host.check_output('postconf -h smtp_sasl_security_options') == 'noplaintext, noanonymous'
+    noplain = host.backend.get_hostname() == 'smarthost-noplain'
+    assert host.check_output('postconf -h smtp_sasl_tls_security_options') == \
+        ('noanonymous, noplaintext' if noplain else 'noanonymous')
+    # The global client TLS level is untouched; the relay gets its level through the policy table.
     assert host.check_output('postconf -h smtp_tls_security_level') == 'may'
-    assert host.check_output('postmap -q %s hash:%s', relayhost, policy) == 'encrypt'
+    for relay in (relayhost, '[relay.example.test]:2526'):
+        assert host.check_output('postmap -q "%s" hash:%s' % (relay, policy)) == expected_policy(host)
     assert host.check_output('postmap -q @alt.example.test hash:%s', senders) == '[relay.example.test]:587'
+    if host.backend.get_hostname() == 'smarthost-bookworm':
+        # smarthost_tls_ca_file: the trust anchors at another path on this client.
+        assert host.check_output('postconf -h smtp_tls_CAfile') == '/etc/postfix/relay_ca.pem'
+        assert host.file('/etc/postfix/relay_ca.pem').content_string.strip() == \
+            RELAY.file('/etc/ssl/certs/postfix.pem').content_string.strip()
+    else:
+        assert host.check_output('postconf -h smtp_tls_CAfile') == ''
+        assert not host.file('/etc/postfix/smarthost_tls_ca.pem').exists
     # smarthost_params, on the client with the wrong password.
     badpw = host.backend.get_hostname() == 'smarthost-badpw'
     assert host.check_output('postconf -h smtp_connect_timeout') == ('15s' if badpw else '30s')
@@ -139,9 +171,13 @@ def test_mail_arrives_authenticated_over_tls(delivering):
     assert 'sasl_username=relayuser@relay.example.test' in session, session
     client_log = host.file('/var/log/mail.log').content_string
     assert 'relay=relay.example.test' in client_log
-    # The client side of that TLS session, as the tls role's smtp_tls_loglevel reports it.
-    assert re.search(r'TLS connection established to relay\.example\.test\[[^]]+\]:587: TLSv1\.[23] ', client_log), \
-        [line for line in client_log.splitlines() if 'TLS' in line][-5:]
+    # The client side of that TLS session, as the tls role's smtp_tls_loglevel reports it: verified where the
+    # client checks the relay's certificate (secure: CA and name; fingerprint: pinned), untrusted with encrypt.
+    trust = 'Untrusted' if host.backend.get_hostname() == 'smarthost-badpw' else 'Verified'
+    # smarthost-trixie asks for TLS 1.3 (smarthost_tls_mandatory_protocols).
+    version = '3' if host.backend.get_hostname() == 'smarthost-trixie' else '[23]'
+    assert re.search(r'%s TLS connection established to relay\.example\.test\[[^]]+\]:587: TLSv1\.%s ' % (trust, version),
+                     client_log), [line for line in client_log.splitlines() if 'TLS' in line][-5:]
 
 
 def own_address(host):
@@ -197,7 +233,7 @@ def test_stuck_client_keeps_mail_queued(host, stuck):
     assert not relay_message(token)
     if host.backend.get_hostname() == 'smarthost-noplain':
         # The password is right: the client refused every mechanism the relay offers, so it never sent AUTH.
-        assert host.check_output('postconf -h smtp_sasl_security_options') == 'noanonymous, noplaintext'
+        assert host.check_output('postconf -h smtp_sasl_tls_security_options') == 'noanonymous, noplaintext'
         assert not log_lines(RELAY, r'SASL [A-Z]+ authentication failed.*\[%s\]' % re.escape(own_address(host)))
 
 
@@ -239,3 +275,76 @@ def test_starttls_presents_the_certificate(host):
     fingerprint = 'openssl x509 -noout -fingerprint -sha256'
     served = host.check_output('openssl s_client -starttls smtp -connect 127.0.0.1:25 </dev/null 2>/dev/null | ' + fingerprint)
     assert served and served == host.check_output(fingerprint + ' -in /etc/ssl/certs/postfix.pem')
+
+
+def queue_reasons(host, token):
+    reasons = []
+    for line in host.run('postqueue -j').stdout.splitlines():
+        message = json.loads(line)
+        if token in host.run('postcat -q %s', message['queue_id']).stdout:
+            reasons += [rcpt.get('delay_reason', '') for rcpt in message['recipients']]
+    return reasons
+
+
+def sasl_logins(client):
+    """Number of successful logins of this client on the relay so far (the relay's log)."""
+    address = client.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+    log = RELAY.file('/var/log/mail.log').content_string
+    return len([line for line in log.splitlines() if '[%s]' % address in line and 'sasl_username=' in line])
+
+
+def test_relay_speaking_tls_1_1_refused(host):
+    """The relay's port 2526 speaks TLS 1.1 at most. OpenSSL on both sides would agree on TLS 1.1 (the
+    control below); the client, which sends credentials there, must not."""
+    control = host.run("timeout 20 openssl s_client -starttls smtp -connect relay.example.test:2526 -tls1_1 "
+                       "-cipher 'DEFAULT:@SECLEVEL=0' </dev/null")
+    assert re.search(r'Protocol\s*:\s*TLSv1\.1', control.stdout) and 'Cipher is (NONE)' not in control.stdout, \
+        control.stdout + control.stderr
+    token = 'legacy-%s' % uuid.uuid4().hex
+    logins = sasl_logins(host)
+    send(host, 'someone@legacy-tls.example.test', token)
+    assert wait_until(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
+    reasons = queue_reasons(host, token)
+    assert all('TLS' in reason for reason in reasons), reasons
+    assert not relay_message(token)
+    assert sasl_logins(host) == logins
+    client_log = host.file('/var/log/mail.log').content_string
+    assert not re.search(r'TLS connection established to relay\.example\.test\[[^]]+\]:2526', client_log)
+    for line in host.run('postqueue -j').stdout.splitlines():
+        message = json.loads(line)
+        if token in host.run('postcat -q %s', message['queue_id']).stdout:
+            host.run('postsuper -d %s', message['queue_id'])
+
+
+SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def converge(*args):
+    run = run_playbook(os.path.join(SCENARIO_DIR, 'converge.yml'), '--limit', 'smarthost-relay,smarthost-trixie', *args)
+    return run['rc'], run['out']
+
+
+def test_wrong_fingerprint_keeps_mail_and_password(host):
+    """Run last: smarthost-trixie pins a fingerprint that is not the relay's, sends, and is converged back."""
+    if host.backend.get_hostname() != 'smarthost-trixie':
+        pytest.skip('smarthost-trixie pins the relay certificate')
+    wrong = ':'.join(['AB'] * 32)
+    rc, out = converge('-e', json.dumps({'smarthost_tls_fingerprints': [wrong]}))
+    assert rc == 0, out[-3000:]
+    try:
+        assert host.check_output('postmap -q "relays.example.test:587" hash:/etc/postfix/smarthost_tls_policy') == \
+            'fingerprint protocols=>=TLSv1.3 match=%s' % wrong
+        token = 'pinned-%s' % uuid.uuid4().hex
+        logins = sasl_logins(host)
+        send(host, 'root@%s' % host.check_output('postconf -h myhostname'), token)
+        assert wait_until(lambda: any(queue_reasons(host, token))), host.run('tail -20 /var/log/mail.log').stdout
+        reasons = queue_reasons(host, token)
+        assert all('certificate' in reason.lower() for reason in reasons), reasons
+        assert sasl_logins(host) == logins
+        assert not relay_message(token)
+    finally:
+        rc, out = converge()
+        assert rc == 0, out[-3000:]
+    # With the right fingerprint again, the queued message goes out.
+    host.run('postqueue -f')
+    assert wait_until(lambda: relay_message(token), 90)

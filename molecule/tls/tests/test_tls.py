@@ -2,17 +2,19 @@
 # Copyright (c) estafeta.postfix contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The tls role: STARTTLS offered, the handshake presents the role's certificate, the key is protected.
+"""The tls role: STARTTLS offered, the handshake presents the role's certificate, the key is protected;
+mandatory TLS refuses TLS 1.0 and 1.1 while opportunistic TLS keeps Postfix's defaults.
 
 tls-bookworm has a self-signed certificate and the hardened profile; its renewal is proved by
 the verifier's own converge (tls_selfsigned_renew_days). tls-trixie has a provided certificate
-(content, then files on the controller after the verifier's converge) at other paths, the
-default protocols, and other logging and client settings. What the verifier's converge changes is
+(content, then files on the controller after the verifier's converge, then those files replaced
+in place on the controller and one more run) at other paths, the default protocols, and other logging and client settings. What the verifier's converge changes is
 observed before and after it by one fixture, so every test stands alone.
 """
 
 import os
 import re
+import shutil
 import tempfile
 import time
 import uuid
@@ -28,13 +30,14 @@ PATHS = {
 }
 PROVIDED = os.path.join(os.environ.get('MOLECULE_EPHEMERAL_DIRECTORY', ''), 'provided')
 SCENARIO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The verifier's converge: renewal window 90 days on tls-bookworm, certificate "b" as files on tls-trixie.
+# The verifier's converge: renewal window 90 days on tls-bookworm, certificate "b" as files on tls-trixie
+# (copied to current.pem and current.key, which test_replaced_src_files_deployed replaces later).
 RECONVERGE_VARS = '''
 tls_selfsigned_renew_days: "{{ 90 if inventory_hostname == 'tls-bookworm' else 30 }}"
 tls_certificate: ""
 tls_private_key: ""
-tls_certificate_src: "{{ '' if inventory_hostname == 'tls-bookworm' else tls_test_provided ~ '/b.pem' }}"
-tls_private_key_src: "{{ '' if inventory_hostname == 'tls-bookworm' else tls_test_provided ~ '/b.key' }}"
+tls_certificate_src: "{{ '' if inventory_hostname == 'tls-bookworm' else tls_test_provided ~ '/current.pem' }}"
+tls_private_key_src: "{{ '' if inventory_hostname == 'tls-bookworm' else tls_test_provided ~ '/current.key' }}"
 '''
 
 
@@ -93,6 +96,8 @@ def reconverge(host):
     if not _CONVERGES:
         hosts = dict((name, testinfra.get_host('docker://' + name)) for name in PATHS)
         _CONVERGES['before'] = dict((name, state(h)) for name, h in hosts.items())
+        for ext in ('pem', 'key'):
+            shutil.copyfile(os.path.join(PROVIDED, 'b.' + ext), os.path.join(PROVIDED, 'current.' + ext))
         with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as f:
             f.write(RECONVERGE_VARS)
         try:
@@ -198,18 +203,35 @@ def test_tls_1_2_accepted(host):
     assert 'BEGIN CERTIFICATE' in out
 
 
-def test_tls_1_1_refused_only_when_hardened(host):
-    """The same client (its own OpenSSL allowed to: SECLEVEL=0) against both servers: the hardened
-    one refuses TLS 1.1 with its protocol-version alert, the other completes the handshake."""
-    out = s_client(host, '-tls1_1', '-cipher', "'DEFAULT:@SECLEVEL=0'").stdout
+def starttls_protocol(host, port, *options):
+    """The protocol a STARTTLS handshake on 127.0.0.1:port agreed on, or None when the server refused it.
+
+    The client's own OpenSSL is allowed TLS 1.0 and 1.1 (SECLEVEL=0), so only the server can refuse."""
+    out = host.run("timeout 20 openssl s_client -starttls smtp -connect 127.0.0.1:%s -servername %s "
+                   "-cipher 'DEFAULT:@SECLEVEL=0' %s </dev/null 2>&1" % (port, NAME, ' '.join(options))).stdout
+    match = re.search(r'Protocol\s*:\s*(TLSv[0-9.]+)', out)
+    if match and 'Cipher is (NONE)' not in out and 'BEGIN CERTIFICATE' in out:
+        return match.group(1)
+    # A refusal is the server's protocol-version alert, not any client-side error.
+    assert 'alert protocol version' in out, out
+    return None
+
+
+def test_mandatory_tls_needs_tls_1_2(host):
+    """Where TLS is mandatory, TLS 1.1 is refused with the server's protocol alert and TLS 1.2 works (positive
+    control on the same port): on tls-bookworm (hardened, port 25) everywhere; on tls-trixie (not hardened)
+    on its port 25, which requires TLS, while the opportunistic test service on port 2525 keeps Postfix's
+    defaults and speaks TLS 1.1 (RFC 7435)."""
+    for side in ('smtpd', 'smtp'):
+        assert host.check_output('postconf -h %s_tls_mandatory_protocols' % side) == '>=TLSv1.2'
+    assert starttls_protocol(host, 25, '-tls1_1') is None
+    assert starttls_protocol(host, 25, '-tls1_2') == 'TLSv1.2'
     if hardened(host):
         assert host.check_output('postconf -h smtpd_tls_protocols') == '>=TLSv1.2'
         assert host.check_output('postconf -h smtpd_tls_mandatory_ciphers') == 'high'
-        assert 'BEGIN CERTIFICATE' not in out
-        assert 'ssl3_read_bytes:tlsv1 alert protocol version' in out, out
     else:
         assert host.check_output('postconf -h smtpd_tls_protocols') == '>=TLSv1'
-        assert re.search(r'Protocol\s*:\s*TLSv1\.1', out) and 'BEGIN CERTIFICATE' in out, out
+        assert starttls_protocol(host, 2525, '-tls1_1') == 'TLSv1.1'
 
 
 def test_selfsigned_renewal(host, reconverge):
@@ -243,3 +265,25 @@ def test_provided_certificate(host, reconverge):
     assert key.content_string.strip() == provided('b.key') and key.mode == 0o600
     # Nothing was generated at the default paths.
     assert not host.file('/etc/ssl/private/postfix.key').exists
+
+
+def test_replaced_src_files_deployed(host, reconverge):
+    """A certificate and key replaced in place on the controller (same tls_certificate_src and
+    tls_private_key_src) are deployed and served after the very next run."""
+    if name_of(host) != 'tls-trixie':
+        pytest.skip('tls-trixie has the provided certificate files')
+    before, after = reconverge
+    assert after['pem'] == provided('b.pem')
+    for ext in ('pem', 'key'):
+        shutil.copyfile(os.path.join(PROVIDED, 'a.' + ext), os.path.join(PROVIDED, 'current.' + ext))
+    with tempfile.NamedTemporaryFile('w', suffix='.yml', delete=False) as f:
+        f.write(RECONVERGE_VARS)
+    try:
+        run = run_playbook(os.path.join(SCENARIO_DIR, 'converge.yml'), '-e', '@' + f.name, '--limit', 'tls-trixie')
+    finally:
+        os.unlink(f.name)
+    assert run['rc'] == 0, run['out'][-3000:]
+    assert wait_until(lambda: presented(host) == fingerprint_file(host, cert_path(host)), 30)
+    assert host.file(cert_path(host)).content_string.strip() == provided('a.pem')
+    assert host.file(key_path(host)).content_string.strip() == provided('a.key')
+    assert presented(host) != after['presented']

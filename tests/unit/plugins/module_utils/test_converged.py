@@ -81,18 +81,18 @@ def read(env):
 
 def test_record_then_read(env):
     runner, state_dir = env['runner'], env['state_dir']
-    assert converged.read(runner, state_dir) == {'records': {}, 'drifted': {}}
+    assert converged.read(runner, state_dir) == {'records': {}, 'drifted': {}, 'inputs': {}}
     result = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
     assert result['changed'] is True and result['recorded'] == ['base'] and result['warnings'] == []
     assert result['diff']['before'] == '' and '"role": "base"' in result['diff']['after']
-    assert read(env) == {'records': {'base': INPUT}, 'drifted': {}}
+    assert read(env) == {'records': {'base': INPUT}, 'drifted': {}, 'inputs': {'base': INPUT}}
     # The same record again: nothing to write.
     again = converged.record(runner, state_dir, [entry('base', INPUT, SPEC(env['dir']), env['dir'])])
     assert (again['changed'], again['recorded']) == (False, [])
     # Another input digest, or another spec, is a new record.
     assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, SPEC(env['dir']), env['dir'])])['changed']
     assert converged.record(runner, state_dir, [entry('base', OTHER_INPUT, ['param myhostname'], env['dir'])])['changed']
-    assert read(env) == {'records': {'base': OTHER_INPUT}, 'drifted': {}}
+    assert read(env) == {'records': {'base': OTHER_INPUT}, 'drifted': {}, 'inputs': {'base': OTHER_INPUT}}
 
 
 def test_several_roles_at_once_and_shared_objects(env):
@@ -266,7 +266,7 @@ def test_corrupt_or_foreign_records_are_ignored(env):
         f.write('{not json')
     with open(os.path.join(directory, 'Bad-Name.json'), 'w') as f:
         f.write('{}')
-    assert read(env) == {'records': {}, 'drifted': {}}
+    assert read(env) == {'records': {}, 'drifted': {}, 'inputs': {}}
     # A record that is not valid JSON is replaced by the next run's record.
     assert env['converge']()['changed'] is True
     assert read(env)['records'] == {'base': INPUT}
