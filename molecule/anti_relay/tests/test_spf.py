@@ -14,8 +14,10 @@ broken record) and spf-temp.test (its include times out); client.test has no SPF
   (450 4.7.24), a HELO fail refused only for the null sender, its own refusal text.
 * Authenticated (port 587) and mynetworks clients are not SPF-checked: a sender of spf-fail.test is
   accepted from them (while the policy itself refuses the same sender from the same address).
-* Switched off, the policy check, the master.cf service and the time limit are gone (and a fail
-  accepted); switched on again, they are back.
+* Switched off, everything SPF added is gone: the policy check, the master.cf service, the time limit,
+  the role's settings file and (where the role installed it, Debian 12) the package, its files and its
+  user; a package that was there before (Debian 13, as if installed by hand) stays, untouched. A fail is
+  accepted then. Switched on again, everything is back and the fail refused.
 """
 
 import os
@@ -29,6 +31,9 @@ CLIENT = "anti_relay-client"
 HELO = "client.test"
 STRICT = "anti_relay-trixie"
 SPF_ITEM = "check_policy_service unix:private/policy-spf"
+SPF_CONF = "/etc/postfix-policyd-spf-python/estafeta-postfix.conf"
+DEBIAN_CONF = "/etc/postfix-policyd-spf-python/policyd-spf.conf"
+MARKER = "/etc/postfix/estafeta-policyd-spf-installed"
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "converge.yml")
 
 
@@ -74,9 +79,13 @@ def delivered_with_header(server, client, domain, result):
 def test_policy_service_time_limit_and_settings(server):
     entry = server.check_output("postconf -M policy-spf/unix").split()
     assert entry == ["policy-spf", "unix", "-", "n", "n", "-", "0", "spawn", "user=policyd-spf",
-                     "argv=/usr/bin/policyd-spf"], entry
+                     "argv=/usr/bin/policyd-spf", SPF_CONF], entry
     assert server.check_output("postconf -h policy-spf_time_limit") == ("1800" if strict(server) else "3600")
-    conf = server.file("/etc/postfix-policyd-spf-python/policyd-spf.conf")
+    # The role's own settings file; Debian's (a conffile) is as the package shipped it.
+    assert server.run("dpkg --verify postfix-policyd-spf-python").stdout == ""
+    assert server.file(DEBIAN_CONF).exists
+    assert server.file(MARKER).exists
+    conf = server.file(SPF_CONF)
     assert conf.mode == 0o644 and conf.user == "root"
     settings = dict(line.split(" = ", 1) for line in conf.content_string.splitlines()
                     if line and not line.startswith("#"))
@@ -177,10 +186,11 @@ def test_authenticated_client_not_checked(server, client):
     assert "<** 550 5.7.23" in out, out
 
 
-# Asks the policy server directly, as Postfix does (client address, HELO name, sender, instance).
+# Asks the policy server directly, as Postfix does (client address, HELO name, sender, instance), with the
+# role's settings file.
 POLICY_QUERY = ("printf 'request=smtpd_access_policy\\nprotocol_state=RCPT\\nclient_address=%%s\\nhelo_name=%%s\\n"
                 "sender=%%s\\nrecipient=alice@example.test\\ninstance=%%s\\n\\n' %s %s %s %s | "
-                "runuser -u policyd-spf -- /usr/bin/policyd-spf")
+                "runuser -u policyd-spf -- /usr/bin/policyd-spf " + SPF_CONF)
 
 
 def test_mynetworks_client_not_checked(server):
@@ -201,10 +211,13 @@ _TOGGLED = {}
 
 @pytest.fixture
 def toggled():
-    """Switch SPF off on both servers, observe, switch it on again, observe; once for all tests."""
+    """Switch SPF off on both servers, observe, switch it on again, observe; once for all tests. Before, the
+    Debian 13 server forgets that the role installed the package (its note removed), as if it had been
+    installed by hand."""
     if not _TOGGLED:
         servers = dict((name, testinfra.get_host("docker://" + name)) for name in ("anti_relay-bookworm", STRICT))
         outside = testinfra.get_host("docker://" + CLIENT)
+        servers[STRICT].check_output("rm %s", MARKER)
 
         def observe():
             found = {}
@@ -213,7 +226,12 @@ def toggled():
                     "list": host.check_output("postconf -h smtpd_recipient_restrictions"),
                     "service": host.check_output("postconf -M policy-spf/unix"),
                     "param": host.check_output("postconf -n policy-spf_time_limit"),
-                    "package": host.package("postfix-policyd-spf-python").is_installed,
+                    "package": host.run("dpkg-query -W -f '${db:Status-Abbrev}' postfix-policyd-spf-python").stdout,
+                    "verify": host.run("dpkg --verify postfix-policyd-spf-python").stdout,
+                    "files": host.run("ls -A /etc/postfix-policyd-spf-python").stdout.split(),
+                    "marker": host.file(MARKER).exists,
+                    "user": host.run("getent passwd policyd-spf").rc == 0,
+                    "group": host.run("getent group policyd-spf").rc == 0,
                     "smtp": rcpt(outside, address(host), "someone@spf-fail.test"),
                 }
             return found
@@ -225,21 +243,39 @@ def toggled():
     return _TOGGLED
 
 
-def test_disabled_again_removes_the_check_and_the_service(server, toggled):
+def test_disabled_removes_what_it_added(server, toggled):
     name = server.backend.get_hostname()
-    off, on = toggled["off"], toggled["on"]
+    off = toggled["off"]
     assert off["rc"] == 0 and off["recap"][name]["changed"] > 0, off["out"][-3000:]
     state = off["state"][name]
     assert "policy-spf" not in state["list"], state
     assert "reject_unauth_destination" in state["list"], state
     assert state["service"] == "" and state["param"] == "", state
-    # The package stays (documented); mail from spf-fail.test is accepted without the check.
-    assert state["package"], state
+    if strict(server):
+        # Installed otherwise (no note): the package, Debian's settings and the user stay; the role's file goes.
+        assert state["package"] == "ii ", state
+        assert state["verify"] == "" and state["files"] == ["policyd-spf.conf"], state
+        assert state["user"] and state["group"], state
+    else:
+        # Installed by the role: purged, with its directory, its user and group, and the note.
+        assert state["package"] in ("", "un "), state
+        assert state["files"] == [] and not state["user"] and not state["group"], state
+    assert not state["marker"], state
+    # Mail from spf-fail.test is accepted without the check.
     assert "<-  250 2.1.5 Ok" in state["smtp"], state["smtp"]
-    # Switched on again: everything is back, and the fail refused.
+
+
+def test_enabled_again_restores_everything(server, toggled):
+    name = server.backend.get_hostname()
+    on = toggled["on"]
     assert on["rc"] == 0 and on["recap"][name]["changed"] > 0, on["out"][-3000:]
     state = on["state"][name]
     assert state["list"].endswith(SPF_ITEM), state
-    assert state["service"].split()[:8] == ["policy-spf", "unix", "-", "n", "n", "-", "0", "spawn"], state
+    assert state["service"].split()[:11] == ["policy-spf", "unix", "-", "n", "n", "-", "0", "spawn",
+                                             "user=policyd-spf", "argv=/usr/bin/policyd-spf", SPF_CONF], state
     assert state["param"] == "policy-spf_time_limit = %s" % ("1800" if strict(server) else "3600"), state
+    assert state["package"] == "ii " and state["verify"] == "" and state["user"], state
+    assert sorted(state["files"]) == ["estafeta-postfix.conf", "policyd-spf.conf"], state
+    # The role installed the package again on Debian 12 (noted); on Debian 13 it found it installed.
+    assert state["marker"] == (not strict(server)), state
     assert "<** 550 5.7.23" in state["smtp"], state["smtp"]
