@@ -47,7 +47,7 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/default/postgrey', '/etc/postgrey/whitelist_clients.local', '/etc/postgrey/whitelist_recipients.local',
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
          '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
-         '/etc/postfix-policyd-spf-python/policyd-spf.conf']
+         '/etc/postfix-policyd-spf-python/estafeta-postfix.conf', '/etc/postfix/estafeta-policyd-spf-installed']
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
 PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert', 'postfix-policyd-spf-python']
@@ -118,12 +118,15 @@ EDITS = [
     (2, 'D51', 'master.cf: the SPF policy service run as nobody', ['anti_relay'], 'service policy-spf/unix',
      "postconf -F 'policy-spf/unix/command=spawn user=nobody argv=/usr/bin/policyd-spf'"),
     (2, 'D52', 'file content: the SPF policy no longer refuses a fail', ['anti_relay'],
-     'file /etc/postfix-policyd-spf-python/policyd-spf.conf',
-     "sed -i 's/^Mail_From_reject = .*/Mail_From_reject = False/' /etc/postfix-policyd-spf-python/policyd-spf.conf"),
+     'file /etc/postfix-policyd-spf-python/estafeta-postfix.conf',
+     "sed -i 's/^Mail_From_reject = .*/Mail_From_reject = False/' /etc/postfix-policyd-spf-python/estafeta-postfix.conf"),
     (3, 'D53', 'main.cf: policy-spf_time_limit changed', ['anti_relay'], 'param policy-spf_time_limit',
      "postconf -e policy-spf_time_limit=10"),
     (3, 'D54', 'package removed: postfix-policyd-spf-python', ['anti_relay'], 'package postfix-policyd-spf-python',
      "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q postfix-policyd-spf-python >/dev/null"),
+    (1, 'D55', 'file mode: the SPF policy settings made group-writable', ['anti_relay'],
+     'file /etc/postfix-policyd-spf-python/estafeta-postfix.conf',
+     "chmod 0664 /etc/postfix-policyd-spf-python/estafeta-postfix.conf"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
