@@ -58,7 +58,8 @@ VARIANTS = {
         'anti_relay_submission_users': [{'name': 'alice', 'password': 'x'}],
         'anti_relay_sender_access': {'spam@example.test': 'REJECT'},
         'anti_relay_sender_whitelist_enabled': True, 'anti_relay_sender_whitelist': ['friend@example.test'],
-        'anti_relay_dnsbl_zones': ['zen.spamhaus.org'], 'anti_relay_rhsbl_sender_zones': ['dbl.spamhaus.org']}],
+        'anti_relay_dnsbl_zones': ['zen.spamhaus.org'], 'anti_relay_rhsbl_sender_zones': ['dbl.spamhaus.org'],
+        'anti_relay_spf_enabled': True, 'anti_relay_spf_settings': {'Lookup_Time': 10}}],
     'smarthost': [{'smarthost_relayhost': 'relay.example.test'}, {
         'smarthost_relayhost': 'relay.example.test', 'smarthost_auth': True, 'smarthost_username': 'u',
         'smarthost_password': 'p', 'smarthost_params': {'smtp_connect_timeout': '20s'},

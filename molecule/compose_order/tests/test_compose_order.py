@@ -4,6 +4,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """base, anti_relay and postgrey compose the same restriction lists in any order.
 
+anti_relay checks SPF: its policy check comes right before postgrey's, so a sender whose SPF record
+fails is refused at once, where a new (client, sender, recipient) would otherwise be greylisted.
+
 After the side effect, postgrey runs on another port on the "a" hosts and is removed
 (postgrey_state: absent) on the "b" hosts: only postgrey's own items changed, and over SMTP a new
 (client, sender, recipient) from outside mynetworks is greylisted on an "a" host, accepted on a
@@ -24,6 +27,7 @@ LISTS = (
 )
 OLD_POLICY = 'check_policy_service inet:127.0.0.1:10023'
 NEW_POLICY = 'check_policy_service inet:127.0.0.1:10030'
+SPF_POLICY = 'check_policy_service unix:private/policy-spf'
 
 
 def name_of(host):
@@ -62,13 +66,13 @@ def test_same_lists_whatever_the_order(host):
 def test_recipient_list_in_safe_order(host):
     rcpt = items(at_converge(host)['smtpd_recipient_restrictions'])
     for item in ('permit_mynetworks', 'permit_sasl_authenticated', 'reject_unauth_destination',
-                 'reject_rbl_client bl.example.test', OLD_POLICY):
+                 'reject_rbl_client bl.example.test', SPF_POLICY, OLD_POLICY):
         assert rcpt.count(item) == 1, (item, rcpt)
     assert rcpt.index('permit_mynetworks') < rcpt.index('reject_unauth_destination')
     assert rcpt.index('permit_sasl_authenticated') < rcpt.index('reject_unauth_destination')
     assert rcpt.index('reject_unauth_destination') < rcpt.index('reject_rbl_client bl.example.test')
-    assert rcpt.index('reject_rbl_client bl.example.test') < rcpt.index(OLD_POLICY)
-    assert rcpt[-1] == OLD_POLICY
+    assert rcpt.index('reject_rbl_client bl.example.test') < rcpt.index(SPF_POLICY)
+    assert rcpt[-2:] == [SPF_POLICY, OLD_POLICY]
 
 
 def test_each_role_kept_its_items(host):
@@ -118,23 +122,37 @@ def test_postgrey_follows_the_side_effect(host):
         assert host.service('postgrey').is_running
 
 
-# Runs on the host: MAIL FROM:<> (no sender domain to look up) and RCPT from the given address; prints the reply.
+# Runs on the host: MAIL FROM:<sender> and RCPT from the given address; prints the reply.
 RCPT = r"""
 import smtplib, sys
 s = smtplib.SMTP(sys.argv[1], 25, timeout=30)
 s.ehlo('client.example.test')
-s.docmd('MAIL FROM:<>')
+s.docmd('MAIL FROM:<%s>' % sys.argv[3])
 code, text = s.docmd('RCPT TO:<%s>' % sys.argv[2])
 print(code, text.decode())
 s.quit()
 """
 
 
-def test_greylisting_follows_postgrey_state(host):
-    """A new triplet from outside mynetworks (the host's own eth0 address): 450 where postgrey runs, 250 where it was removed."""
+def rcpt_reply(host, sender=''):
+    """The reply to a new triplet from outside mynetworks (the host's own eth0 address)."""
     eth0 = host.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
-    reply = host.check_output('python3 -c %s %s %s', RCPT, eth0, 'root+%s@mail.example.test' % uuid.uuid4().hex[:8])
+    return host.check_output('python3 -c %s %s %s %s', RCPT, eth0, 'root+%s@mail.example.test' % uuid.uuid4().hex[:8],
+                             sender)
+
+
+def test_greylisting_follows_postgrey_state(host):
+    """A new triplet with the null sender (no SPF record for the HELO name): 450 where postgrey runs, 250 where
+    it was removed."""
+    reply = rcpt_reply(host)
     if removed(host):
         assert reply.startswith('250 '), reply
     else:
         assert reply.startswith('450 ') and 'Greylisted' in reply, reply
+
+
+def test_spf_fail_refused_before_greylisting(host):
+    """A new triplet whose sender fails SPF: 550 from the SPF policy on every host, where postgrey runs too (it
+    would have answered 450 to a new triplet, as above: the SPF check came first)."""
+    reply = rcpt_reply(host, 'someone@spf-fail.example.test')
+    assert reply.startswith('550 5.7.23 ') and 'SPF fail - not authorized' in reply, reply

@@ -20,7 +20,8 @@ each edit must be named, as its own item, among what its role's record found cha
 dangerous edits are also proven repaired over SMTP from the outside client: relaying is refused,
 greylisting answers 450, a blocked sender is refused. The two edits that switch postscreen's pregreet
 test off (port 25 handed back to smtpd, the test's action made ``ignore``) are proven repaired over SMTP
-from the other server, a client that talks before the greeting and is refused again.
+from the other server, a client that talks before the greeting and is refused again. Those probes pass through the SPF check (the
+example inventory enables it) on their way to greylisting.
 """
 
 import json
@@ -76,13 +77,15 @@ FILES = ['/etc/mailname', '/etc/aliases', '/etc/postfix/access', '/etc/postfix/v
          '/etc/default/postgrey', '/etc/postgrey/whitelist_clients.local', '/etc/postgrey/whitelist_recipients.local',
          '/etc/dovecot/conf.d/99-estafeta-postfix-auth.conf', '/etc/dovecot/conf.d/10-auth.conf',
          '/etc/dovecot/estafeta-postfix-users', '/etc/amavis/conf.d/40-estafeta_postfix',
-         '/etc/postfix/postscreen_access.cidr']
-         '/etc/opendkim.conf', '/etc/opendkim/key.table', '/etc/opendkim/signing.table', '/etc/opendkim/trusted.hosts']
+         '/etc/postfix/postscreen_access.cidr',
+         '/etc/opendkim.conf', '/etc/opendkim/key.table', '/etc/opendkim/signing.table', '/etc/opendkim/trusted.hosts',
+         '/etc/postfix-policyd-spf-python/estafeta-postfix.conf', '/etc/postfix/estafeta-policyd-spf-installed']
 # The DKIM keys (one per server, named after its selector).
 DKIM_KEYS = '/etc/dkimkeys/*.private'
 TABLES = ['postmap -s hash:/etc/postfix/access', 'postmap -s hash:/etc/postfix/virtual',
           'postalias -s hash:/etc/aliases']
-PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert', 'opendkim', 'opendkim-tools']
+PACKAGES = ['postfix', 'postfix-pcre', 'postgrey', 'dovecot-core', 'amavisd-new', 'ssl-cert', 'opendkim', 'opendkim-tools',
+            'postfix-policyd-spf-python']
 UNITS = ['postfix', 'postgrey', 'dovecot', 'amavis', 'opendkim']
 
 # (round, id, what, roles whose record covers it, drifted item expected in each, shell edit)
@@ -164,6 +167,23 @@ EDITS = [
      ": > /etc/opendkim/signing.table"),
     (1, 'D46', 'package removed: opendkim-tools', ['dkim'], 'package opendkim-tools',
      "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q opendkim-tools >/dev/null"),
+    # SPF checking (anti_relay_spf_enabled in the example inventory).
+    (1, 'D50', 'restriction list: the SPF policy check removed from smtpd_recipient_restrictions',
+     ['anti_relay', 'postgrey'], 'list smtpd_recipient_restrictions',
+     "postconf -e \"smtpd_recipient_restrictions=$(postconf -h smtpd_recipient_restrictions "
+     "| sed 's/, *check_policy_service unix:private\\/policy-spf//')\""),
+    (2, 'D51', 'master.cf: the SPF policy service run as nobody', ['anti_relay'], 'service policy-spf/unix',
+     "postconf -F 'policy-spf/unix/command=spawn user=nobody argv=/usr/bin/policyd-spf'"),
+    (2, 'D52', 'file content: the SPF policy no longer refuses a fail', ['anti_relay'],
+     'file /etc/postfix-policyd-spf-python/estafeta-postfix.conf',
+     "sed -i 's/^Mail_From_reject = .*/Mail_From_reject = False/' /etc/postfix-policyd-spf-python/estafeta-postfix.conf"),
+    (3, 'D53', 'main.cf: policy-spf_time_limit changed', ['anti_relay'], 'param policy-spf_time_limit',
+     "postconf -e policy-spf_time_limit=10"),
+    (3, 'D54', 'package removed: postfix-policyd-spf-python', ['anti_relay'], 'package postfix-policyd-spf-python',
+     "DEBIAN_FRONTEND=noninteractive apt-get remove -y -q postfix-policyd-spf-python >/dev/null"),
+    (1, 'D55', 'file mode: the SPF policy settings made group-writable', ['anti_relay'],
+     'file /etc/postfix-policyd-spf-python/estafeta-postfix.conf',
+     "chmod 0664 /etc/postfix-policyd-spf-python/estafeta-postfix.conf"),
 ]
 # D26: the users file holds secrets, so no record covers it: the role writes it on every run.
 
@@ -353,3 +373,13 @@ def test_pregreet_test_repaired_over_smtp(host, drift):
     for case_id in (None, 'D30', 'D33'):
         proofs = drift['smtp_before'][server] if case_id is None else drift[case_id]['smtp'][server]
         assert proofs['pregreet'] == '550 5.5.1 Protocol error', (case_id, proofs['pregreet'])
+
+
+def test_null_sender_probes_pass_the_spf_check(host, drift):
+    """The SMTP proofs send with the null sender, so the SPF policy (before greylisting) checks the client's HELO
+    name alone: this scenario has no DNS record for it, the result is "none", and the probe goes on to postgrey
+    (the 450 above). Proof that the probes passed through the SPF check, not around it."""
+    client_ip = CLIENT.check_output("ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1")
+    log = host.run('journalctl -t policyd-spf -o cat --no-pager').stdout
+    assert re.search(r'prepend Received-SPF: None \(no SPF record\) identity=helo; client-ip=%s; helo=\S+; '
+                     r'envelope-from=<>;' % re.escape(client_ip), log), log[-3000:]
