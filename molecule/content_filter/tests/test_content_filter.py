@@ -12,7 +12,6 @@ once it has left the queue for good.
 import base64
 import json
 import re
-import time
 import uuid
 
 import pytest
