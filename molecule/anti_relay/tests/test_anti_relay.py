@@ -35,18 +35,6 @@ SENDER = "someone@client.test"
 OVERRIDDEN = "anti_relay-trixie"
 
 
-@pytest.fixture
-def server(host):
-    if "mailservers" not in host.ansible.get_variables().get("group_names", []):
-        pytest.skip("runs on the mail servers")
-    return host
-
-
-@pytest.fixture
-def client():
-    return testinfra.get_host("docker://" + CLIENT)
-
-
 def overridden(host):
     return host.backend.get_hostname() == OVERRIDDEN
 

@@ -37,18 +37,6 @@ MARKER = "/etc/postfix/estafeta-policyd-spf-installed"
 CONVERGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "converge.yml")
 
 
-@pytest.fixture
-def server(host):
-    if "mailservers" not in host.ansible.get_variables().get("group_names", []):
-        pytest.skip("runs on the mail servers")
-    return host
-
-
-@pytest.fixture
-def client():
-    return testinfra.get_host("docker://" + CLIENT)
-
-
 def strict(host):
     return host.backend.get_hostname() == STRICT
 
